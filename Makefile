@@ -1,0 +1,53 @@
+# flows -> BigQuery with Singer. The README's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export FLOWS_API_PORT ?= 5055
+export BQ_EMULATOR_PORT ?= 9050
+export BQ_PROJECT ?= flows-local
+export DEMO_ROWS ?= 1000000
+
+VENV := .venv/bin
+PYTEST := $(VENV)/python -m pytest
+TEST_DIRS := flows-api/tests tap-flows/tests target-bigquery-lite/tests tests
+
+.PHONY: help install up down status test lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv (3.11) and .venv-bq (emulator, >= 3.13); quick when nothing changed
+	@scripts/install.sh
+
+up: install ## start flows-api and the BigQuery emulator in the background (.run/)
+	@$(VENV)/dev-services up
+
+down: ## stop the services 'make up' started (safe to run twice)
+	@if [[ -x $(VENV)/dev-services ]]; then $(VENV)/dev-services down; else echo "nothing to stop"; fi
+
+status: ## show whether the services run
+	@$(VENV)/dev-services status
+
+test: install ## lint, then every test suite against real local services
+	@$(MAKE) --no-print-directory lint
+	@for d in $(TEST_DIRS); do \
+	  if compgen -G "$$d/test_*.py" >/dev/null || compgen -G "$$d/*/test_*.py" >/dev/null; then \
+	    echo "==> pytest $$d"; (cd $$d && ../$(PYTEST) -q -p no:cacheprovider $${PYTEST_ARGS:-}) || exit 1; \
+	  fi; \
+	done
+
+lint: ## ruff check and format check
+	@$(VENV)/ruff check --quiet . && $(VENV)/ruff format --check --quiet .
+
+format: ## apply ruff's fixes and formatting
+	@$(VENV)/ruff check --fix --quiet . ; $(VENV)/ruff format --quiet .
+
+clean: down ## remove runtime files (.run/), keep the environments
+	rm -rf .run
+
+.PHONY: demo
+demo: install ## the end-to-end demo (arrives with the Meltano issue)
+	@echo "make demo: the Meltano project and demo are not built yet (issue 'Meltano project, the one-command demo…')." >&2
+	@echo "           For now: 'make up', then curl the API; 'make test' runs everything there is." >&2
+	@exit 2

@@ -1,0 +1,1 @@
+"""Local services for development, tests and benchmarks: flows-api and the BigQuery emulator."""

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Install everything `make demo` and `make test` need, into the project folder only:
+#   uv (from PyPI, if not on PATH)  -> .tools/
+#   .venv     Python 3.11: flows-api, tap-flows, target-bigquery-lite, dev-services (editable),
+#             meltano and the test tools
+#   .venv-bq  Python >= 3.13: the local BigQuery emulator (local-bigquery) with DuckDB's
+#             extensions installed offline from PyPI wheels
+# Idempotent: each environment is rebuilt only when its inputs changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+
+say() { printf '==> %s\n' "$*" >&2; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- uv ---------------------------------------------------------------------------------------
+if command -v uv >/dev/null 2>&1; then
+  UV=$(command -v uv)
+elif [[ -x .tools/bin/uv ]]; then
+  UV=$ROOT/.tools/bin/uv
+else
+  say "installing uv from PyPI into .tools/"
+  python3 -m venv .tools
+  .tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.5'
+  UV=$ROOT/.tools/bin/uv
+fi
+
+# --- .venv (Python 3.11) ----------------------------------------------------------------------
+MAIN_INPUTS=(requirements-dev.txt flows-api/pyproject.toml tap-flows/pyproject.toml
+  target-bigquery-lite/pyproject.toml dev-services/pyproject.toml scripts/install.sh)
+main_hash=$(hash_of "${MAIN_INPUTS[@]}")
+if [[ "$(cat .venv/.installed 2>/dev/null)" != "$main_hash" ]]; then
+  py311=$(scripts/find-python.sh 3.11 3.12)
+  if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+    say "creating .venv with $py311"
+    rm -rf .venv
+    "$UV" venv --quiet --python "$py311" .venv
+  fi
+  say "installing the packages and test tools into .venv"
+  VIRTUAL_ENV=$ROOT/.venv "$UV" pip install --quiet \
+    -e ./flows-api -e ./tap-flows -e ./target-bigquery-lite -e ./dev-services \
+    -r requirements-dev.txt
+  echo "$main_hash" > .venv/.installed
+fi
+
+# --- .venv-bq (Python >= 3.13): the BigQuery emulator ------------------------------------------
+# local-bigquery 0.4.0 declares duckdb>=2.0.0, but DuckDB's extension wheels (needed offline)
+# exist only up to 1.5.5, so duckdb is overridden back to 1.5.5 in the same resolver call.
+DUCKDB=1.5.5
+BQ_PACKAGES=(local-bigquery==0.4.0 "duckdb-extensions==$DUCKDB" "duckdb-extension-icu==$DUCKDB"
+  "duckdb-extension-ducklake==$DUCKDB" "duckdb-extension-spatial==$DUCKDB"
+  "duckdb-extension-httpfs==$DUCKDB")
+bq_hash=$(echo "${BQ_PACKAGES[*]}" | cat - scripts/install.sh | sha256sum | cut -c1-16)
+if [[ "$(cat .venv-bq/.installed 2>/dev/null)" != "$bq_hash" ]]; then
+  py313=$(scripts/find-python.sh 3.13)
+  say "creating .venv-bq (BigQuery emulator) with $py313"
+  rm -rf .venv-bq
+  "$UV" venv --quiet --python "$py313" .venv-bq
+  overrides=$(mktemp)
+  echo "duckdb==$DUCKDB" > "$overrides"
+  VIRTUAL_ENV=$ROOT/.venv-bq "$UV" pip install --quiet --override "$overrides" "${BQ_PACKAGES[@]}"
+  rm -f "$overrides"
+  # DuckDB loads extensions from $HOME/.duckdb/extensions/v<version>/<platform>/ and the emulator
+  # has no setting for that: install them under .venv-bq/home, the HOME the emulator always runs with.
+  mkdir -p .venv-bq/home
+  HOME=$ROOT/.venv-bq/home .venv-bq/bin/python -c \
+    'from duckdb_extensions import import_extension; [import_extension(n) for n in ("icu", "ducklake", "spatial", "httpfs")]'
+  echo "$bq_hash" > .venv-bq/.installed
+fi
+
+say "installed: .venv ($(.venv/bin/python -V 2>&1)), .venv-bq ($(.venv-bq/bin/python -V 2>&1))"

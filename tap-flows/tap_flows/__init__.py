@@ -1,0 +1,1 @@
+"""tap-flows: a Singer tap for the flows API."""

@@ -1,0 +1,1 @@
+"""target-bigquery-lite: a minimal exactly-once Singer target for BigQuery."""
