@@ -9,8 +9,8 @@ export BQ_PROJECT ?= flows-local
 export DEMO_ROWS ?= 1000000
 
 VENV := .venv/bin
-PYTEST := $(VENV)/python -m pytest
-TEST_DIRS := flows-api/tests tap-flows/tests target-bigquery-lite/tests tests
+PYTEST := $(CURDIR)/$(VENV)/python -m pytest
+TEST_DIRS := flows-api tap-flows target-bigquery-lite .
 
 .PHONY: help install up down status test lint format clean
 
@@ -32,8 +32,9 @@ status: ## show whether the services run
 test: install ## lint, then every test suite against real local services
 	@$(MAKE) --no-print-directory lint
 	@for d in $(TEST_DIRS); do \
-	  if compgen -G "$$d/test_*.py" >/dev/null || compgen -G "$$d/*/test_*.py" >/dev/null; then \
-	    echo "==> pytest $$d"; (cd $$d && ../$(PYTEST) -q -p no:cacheprovider $${PYTEST_ARGS:-}) || exit 1; \
+	  if compgen -G "$$d/tests/test_*.py" >/dev/null; then \
+	    echo "==> pytest $$d/tests"; \
+	    (cd $$d && $(PYTEST) -q -p no:cacheprovider $${PYTEST_ARGS:-} tests) || exit 1; \
 	  fi; \
 	done
 

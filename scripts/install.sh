@@ -5,6 +5,7 @@
 #             meltano and the test tools
 #   .venv-bq  Python >= 3.13: the local BigQuery emulator (local-bigquery) with DuckDB's
 #             extensions installed offline from PyPI wheels
+#   .venv-jsonl  target-jsonl, a second Singer target for the reuse tests
 # Idempotent: each environment is rebuilt only when its inputs changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +68,18 @@ if [[ "$(cat .venv-bq/.installed 2>/dev/null)" != "$bq_hash" ]]; then
   HOME=$ROOT/.venv-bq/home .venv-bq/bin/python -c \
     'from duckdb_extensions import import_extension; [import_extension(n) for n in ("icu", "ducklake", "spatial", "httpfs")]'
   echo "$bq_hash" > .venv-bq/.installed
+fi
+
+# --- .venv-jsonl: target-jsonl from PyPI, to prove the tap works with another target ------------
+# (its pins - singer-python 5, jsonschema 2.6 - cannot share .venv with singer-sdk)
+JSONL_PACKAGES=("target-jsonl==0.1.4")
+jsonl_hash=$(echo "${JSONL_PACKAGES[*]}" | sha256sum | cut -c1-16)
+if [[ "$(cat .venv-jsonl/.installed 2>/dev/null)" != "$jsonl_hash" ]]; then
+  say "creating .venv-jsonl (target-jsonl)"
+  rm -rf .venv-jsonl
+  "$UV" venv --quiet --python "$(scripts/find-python.sh 3.11 3.12)" .venv-jsonl
+  VIRTUAL_ENV=$ROOT/.venv-jsonl "$UV" pip install --quiet "${JSONL_PACKAGES[@]}"
+  echo "$jsonl_hash" > .venv-jsonl/.installed
 fi
 
 say "installed: .venv ($(.venv/bin/python -V 2>&1)), .venv-bq ($(.venv-bq/bin/python -V 2>&1))"
