@@ -1,9 +1,100 @@
-"""Placeholder entry point until the target-bigquery-lite issue lands."""
+"""Command line: argv -> settings -> `Runner.run`; errors become one line and an exit code.
 
+Exit codes: 0 success; 1 a failed run (bad input, BigQuery error); 2 bad usage or config;
+128 + n when stopped by signal n (SIGINT 130, SIGTERM 143). stdout carries only STATE lines;
+everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
+from types import FrameType
+
+from target_bigquery_lite.about import NAME, package_version, render
+from target_bigquery_lite.config import load_settings
+from target_bigquery_lite.errors import StopSignalError, TargetError
+from target_bigquery_lite.runner import Runner
+
+log = logging.getLogger("target_bigquery_lite")
 
 
-def main() -> int:
-    """Say that the target is not built yet."""
-    print("target-bigquery-lite: not implemented yet (see its issue)", file=sys.stderr)
-    return 2
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line options (singer-sdk's names, for Meltano)."""
+    parser = argparse.ArgumentParser(
+        prog=NAME,
+        description="Load Singer messages (stdin or --input) into BigQuery; STATE goes to stdout "
+        "only after the records before it are committed.",
+    )
+    parser.add_argument("--config", type=Path, help="JSON config file")
+    parser.add_argument("--input", type=Path, help="read Singer messages from this file")
+    parser.add_argument("--about", action="store_true", help="describe the target and exit")
+    parser.add_argument(
+        "--format", choices=("json", "markdown"), default="json", help="output format of --about"
+    )
+    parser.add_argument("--version", action="version", version=f"{NAME} {package_version()}")
+    return parser.parse_args(argv)
+
+
+def _raise_stop(signal_number: int, _frame: FrameType | None) -> None:
+    raise StopSignalError(signal_number, signal.Signals(signal_number).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the target; return the process exit code."""
+    args = parse_args(argv)
+    if args.about:
+        print(render(args.format))
+        return 0
+    logging.basicConfig(
+        level=os.environ.get("TARGET_BIGQUERY_LITE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s " + NAME + ": %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("google").setLevel(logging.WARNING)
+    if args.config is None:
+        log.error("--config is required (a JSON file with at least project and dataset)")
+        return 2
+    runner: Runner | None = None
+    try:
+        settings, warnings = load_settings(args.config)
+        for warning in warnings:
+            log.warning(warning)
+        signal.signal(signal.SIGTERM, _raise_stop)
+        signal.signal(signal.SIGINT, _raise_stop)
+        runner = Runner(settings, sys.stdout.buffer)
+        if args.input is not None:
+            with args.input.open("rb") as source:
+                runner.run(source.fileno())
+        else:
+            runner.run(sys.stdin.fileno())
+    except (TargetError, StopSignalError) as exc:
+        log.error("%s", exc)
+        _report_kept_files(runner)
+        return exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        log.error("stdout was closed (broken pipe): nobody reads the state any more; stopping")
+        _report_kept_files(runner)
+        return 1
+    except OSError as exc:
+        log.error("%s", exc)
+        _report_kept_files(runner)
+        return 1
+    return 0
+
+
+def _report_kept_files(runner: Runner | None) -> None:
+    files = runner.kept_files() if runner is not None else []
+    if files:
+        log.error("staging files kept for inspection: %s", ", ".join(str(f) for f in files))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,258 @@
+"""Settings: their definitions (names, types, defaults, descriptions) and up-front validation.
+
+Every setting is checked before any input is read, so a typo fails in milliseconds with a
+one-line message instead of after an hour of staging. The same definitions feed `--about`
+and the README's settings table, so documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from target_bigquery_lite.errors import ConfigError
+
+LOAD_METHODS = ("merge", "append", "overwrite")
+DEFAULT_BATCH_MAX_ROWS = 500_000
+DEFAULT_BATCH_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_BATCH_MAX_SECONDS = 300.0
+DEFAULT_MAX_RETRIES = 5
+MAX_CLUSTER_FIELDS = 4
+
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,100}$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting: what `--about` and the README show."""
+
+    name: str
+    kind: str
+    description: str
+    default: Any = None
+    required: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("project", "string", "Google Cloud project that holds the dataset.", required=True),
+    Setting(
+        "dataset",
+        "string",
+        "BigQuery dataset for the tables (created if missing).",
+        required=True,
+    ),
+    Setting("location", "string", "Dataset and job location, e.g. `US` or `europe-west1`."),
+    Setting(
+        "credentials_path",
+        "string",
+        "Service account or authorized-user JSON file; unset: Application Default Credentials.",
+    ),
+    Setting(
+        "api_endpoint",
+        "string",
+        "BigQuery API endpoint, e.g. a local emulator `http://127.0.0.1:9050` "
+        "(then anonymous credentials are used).",
+    ),
+    Setting(
+        "load_method",
+        "string",
+        "`merge` (upsert on the key properties), `append` or `overwrite`. "
+        "Unset: `merge` for streams with key properties, else `append`.",
+    ),
+    Setting(
+        "batch_max_rows",
+        "integer",
+        "Flush (load and commit) after this many staged records, all streams together.",
+        DEFAULT_BATCH_MAX_ROWS,
+    ),
+    Setting(
+        "batch_max_bytes",
+        "integer",
+        "Flush after the staging files reach this many bytes, all streams together.",
+        DEFAULT_BATCH_MAX_BYTES,
+    ),
+    Setting(
+        "batch_max_seconds",
+        "number",
+        "Flush when the oldest staged record has waited this long.",
+        DEFAULT_BATCH_MAX_SECONDS,
+    ),
+    Setting(
+        "staging_dir",
+        "string",
+        "Directory for the NDJSON staging files (a per-run folder is made inside).",
+        str(Path(tempfile.gettempdir()) / "target-bigquery-lite"),
+    ),
+    Setting("validate_records", "boolean", "Validate each record against its schema.", True),
+    Setting(
+        "partition_field",
+        "string",
+        "TIMESTAMP or DATE column to partition new tables on (by day), where the stream has it.",
+    ),
+    Setting(
+        "cluster_fields",
+        "array",
+        "Up to four columns to cluster new tables on, where the stream has them all.",
+    ),
+    Setting("table_prefix", "string", "Prefix for every table name.", ""),
+    Setting(
+        "add_metadata_columns",
+        "boolean",
+        "Add `_sdc_extracted_at` and `_sdc_received_at` columns.",
+        False,
+    ),
+    Setting(
+        "max_retries",
+        "integer",
+        "Retries of a transient BigQuery failure (exponential backoff) before giving up.",
+        DEFAULT_MAX_RETRIES,
+    ),
+)
+_KNOWN = {setting.name for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one run."""
+
+    project: str
+    dataset: str
+    location: str | None = None
+    credentials_path: str | None = None
+    api_endpoint: str | None = None
+    load_method: str | None = None
+    batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    batch_max_seconds: float = DEFAULT_BATCH_MAX_SECONDS
+    staging_dir: str = str(Path(tempfile.gettempdir()) / "target-bigquery-lite")
+    validate_records: bool = True
+    partition_field: str | None = None
+    cluster_fields: tuple[str, ...] = ()
+    table_prefix: str = ""
+    add_metadata_columns: bool = False
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+
+def load_settings(path: Path) -> tuple[Settings, list[str]]:
+    """Read and validate a JSON config file; return the settings and warnings to log."""
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return parse_settings(raw)
+
+
+def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
+    """Validate a config mapping; unknown keys are ignored with a warning (Meltano adds some)."""
+    warnings = [f"config: ignoring unknown setting '{key}'" for key in sorted(set(raw) - _KNOWN)]
+    values = {key: value for key, value in raw.items() if key in _KNOWN and value is not None}
+    for key in ("project", "dataset"):
+        if not values.get(key):
+            raise ConfigError(f"config: '{key}' is required")
+    settings = Settings(
+        project=_pattern(values, "project", _PROJECT_RE, "a Google Cloud project id"),
+        dataset=_pattern(values, "dataset", _DATASET_RE, "letters, digits and underscores"),
+        location=_string(values, "location"),
+        credentials_path=_credentials(values),
+        api_endpoint=_endpoint(values),
+        load_method=_choice(values, "load_method", LOAD_METHODS),
+        batch_max_rows=_integer(values, "batch_max_rows", DEFAULT_BATCH_MAX_ROWS, minimum=1),
+        batch_max_bytes=_integer(values, "batch_max_bytes", DEFAULT_BATCH_MAX_BYTES, minimum=1),
+        batch_max_seconds=_seconds(values),
+        staging_dir=_string(values, "staging_dir") or Settings.staging_dir,
+        validate_records=_boolean(values, "validate_records", default=True),
+        partition_field=_string(values, "partition_field"),
+        cluster_fields=_cluster_fields(values),
+        table_prefix=_pattern(values, "table_prefix", _PREFIX_RE, "letters, digits, underscores")
+        if "table_prefix" in values
+        else "",
+        add_metadata_columns=_boolean(values, "add_metadata_columns", default=False),
+        max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
+    )
+    return settings, warnings
+
+
+def _string(values: dict[str, Any], key: str) -> str | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"config: '{key}' must be a non-empty string (got {value!r})")
+    return value
+
+
+def _pattern(values: dict[str, Any], key: str, pattern: re.Pattern[str], what: str) -> str:
+    value = values.get(key, "")
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigError(f"config: '{key}' must be {what} (got {value!r})")
+    return value
+
+
+def _choice(values: dict[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
+    value = values.get(key)
+    if value is not None and value not in choices:
+        raise ConfigError(f"config: '{key}' must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
+def _integer(values: dict[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"config: '{key}' must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _seconds(values: dict[str, Any]) -> float:
+    value = values.get("batch_max_seconds", DEFAULT_BATCH_MAX_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"config: 'batch_max_seconds' must be a number > 0 (got {value!r})")
+    return float(value)
+
+
+def _boolean(values: dict[str, Any], key: str, *, default: bool) -> bool:
+    value = values.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: '{key}' must be true or false (got {value!r})")
+    return value
+
+
+def _credentials(values: dict[str, Any]) -> str | None:
+    path = _string(values, "credentials_path")
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(f"config: credentials_path {path} is not a readable file")
+    return str(Path(path).expanduser()) if path else None
+
+
+def _endpoint(values: dict[str, Any]) -> str | None:
+    endpoint = _string(values, "api_endpoint")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"config: 'api_endpoint' must start with http:// or https:// ({endpoint})"
+        )
+    return endpoint.rstrip("/") if endpoint else None
+
+
+def _cluster_fields(values: dict[str, Any]) -> tuple[str, ...]:
+    fields = values.get("cluster_fields", [])
+    if (
+        not isinstance(fields, list)
+        or not all(isinstance(name, str) and name for name in fields)
+        or len(fields) > MAX_CLUSTER_FIELDS
+    ):
+        raise ConfigError(
+            f"config: 'cluster_fields' must be a list of at most {MAX_CLUSTER_FIELDS} column names"
+        )
+    return tuple(fields)

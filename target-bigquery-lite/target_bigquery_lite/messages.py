@@ -1,0 +1,146 @@
+"""Parse Singer message lines; check the fields of the rare messages (SCHEMA, STATE, BATCH, ...).
+
+RECORD messages stay plain dicts: they are the hot path, and the runner reads `stream` and
+`record` from them directly. Everything else becomes a small frozen dataclass after its
+fields are checked, so the rest of the target never sees a malformed message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from target_bigquery_lite.errors import InputError
+
+
+@dataclass(frozen=True)
+class SchemaMessage:
+    """A stream's JSON Schema and key properties."""
+
+    stream: str
+    schema: dict[str, Any]
+    key_properties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StateMessage:
+    """A state value to pass on once everything before it is committed."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class ActivateVersionMessage:
+    """Version `version` of a full-table stream is the current one."""
+
+    stream: str
+    version: int
+
+
+@dataclass(frozen=True)
+class BatchMessage:
+    """Files of raw records for a stream (singer-sdk BATCH, jsonl, plain or gzip)."""
+
+    stream: str
+    format: str
+    compression: str | None
+    manifest: tuple[str, ...]
+
+
+def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
+    """Decode one input line into a message dict.
+
+    orjson first (fast); the standard library for what orjson refuses but Python taps
+    emit: NaN and Infinity, which become null.
+
+    Raises:
+        InputError: when the line is not a JSON object.
+    """
+    try:
+        message = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            message = json.loads(line, parse_constant=lambda _: None)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"input line {line_no} is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise InputError(f"input line {line_no} is not a JSON object")
+    return message
+
+
+def stream_of(message: dict[str, Any], line_no: int) -> str:
+    """The message's `stream` field.
+
+    Raises:
+        InputError: when it is missing or not a non-empty string.
+    """
+    stream = message.get("stream")
+    if not isinstance(stream, str) or not stream:
+        kind = message.get("type")
+        raise InputError(f"{kind} message on input line {line_no} has no valid 'stream'")
+    return stream
+
+
+def parse_schema(message: dict[str, Any], line_no: int) -> SchemaMessage:
+    """Check a SCHEMA message. A missing `key_properties` means none (some taps omit it).
+
+    Raises:
+        InputError: when the stream, schema or key properties are malformed.
+    """
+    stream = stream_of(message, line_no)
+    schema = message.get("schema")
+    if not isinstance(schema, dict):
+        raise InputError(f"SCHEMA for stream '{stream}' (line {line_no}) has no 'schema' object")
+    keys = message.get("key_properties") or []
+    if not isinstance(keys, list) or not all(isinstance(key, str) and key for key in keys):
+        raise InputError(f"SCHEMA for stream '{stream}' (line {line_no}): bad 'key_properties'")
+    return SchemaMessage(stream, schema, tuple(keys))
+
+
+def parse_state(message: dict[str, Any], line_no: int) -> StateMessage:
+    """Check a STATE message.
+
+    Raises:
+        InputError: when it has no `value`.
+    """
+    if "value" not in message:
+        raise InputError(f"STATE message on input line {line_no} has no 'value'")
+    return StateMessage(message["value"])
+
+
+def parse_activate_version(message: dict[str, Any], line_no: int) -> ActivateVersionMessage:
+    """Check an ACTIVATE_VERSION message.
+
+    Raises:
+        InputError: when the version is not an integer.
+    """
+    stream = stream_of(message, line_no)
+    version = message.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"ACTIVATE_VERSION for '{stream}' (line {line_no}) has no integer version")
+    return ActivateVersionMessage(stream, version)
+
+
+def parse_batch(message: dict[str, Any], line_no: int) -> BatchMessage:
+    """Check a BATCH message: jsonl encoding and a list of file URLs.
+
+    Raises:
+        InputError: when the encoding is missing or not jsonl, or the manifest is not a list.
+    """
+    stream = stream_of(message, line_no)
+    encoding = message.get("encoding")
+    if not isinstance(encoding, dict) or not isinstance(encoding.get("format"), str):
+        raise InputError(f"BATCH for '{stream}' (line {line_no}) has no 'encoding.format'")
+    if encoding["format"] != "jsonl":
+        raise InputError(
+            f"BATCH for '{stream}' (line {line_no}): format '{encoding['format']}' is not "
+            "supported (only jsonl)"
+        )
+    manifest = message.get("manifest")
+    if not isinstance(manifest, list) or not all(isinstance(url, str) for url in manifest):
+        raise InputError(f"BATCH for '{stream}' (line {line_no}) has no list 'manifest'")
+    compression = encoding.get("compression")
+    return BatchMessage(stream, "jsonl", compression, tuple(manifest))
