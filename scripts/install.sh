@@ -84,6 +84,18 @@ if [[ "$(cat .venv-jsonl/.installed 2>/dev/null)" != "$jsonl_hash" ]]; then
   echo "$jsonl_hash" > .venv-jsonl/.installed
 fi
 
+# --- Meltano plugins (.meltano/): tap-flows and target-bigquery-lite from the local folders,
+# target-jsonl from PyPI, each in its own virtualenv as Meltano runs them.
+meltano_hash=$(hash_of meltano.yml tap-flows/pyproject.toml target-bigquery-lite/pyproject.toml)
+if [[ "$(cat .meltano/.installed 2>/dev/null)" != "$meltano_hash" ]]; then
+  say "installing the Meltano plugins (meltano install)"
+  .venv/bin/meltano install >/dev/null 2>.venv/meltano-install.log || {
+    cat .venv/meltano-install.log >&2
+    exit 1
+  }
+  echo "$meltano_hash" > .meltano/.installed
+fi
+
 # Our own packages are installed editable, so their bytecode lives next to the sources.
 .venv/bin/python -m compileall -q -j0 flows-api/flows_api tap-flows/tap_flows \
   target-bigquery-lite/target_bigquery_lite dev-services/dev_services >/dev/null

@@ -1,0 +1,84 @@
+"""Fixtures for the end-to-end tests: generated databases, meltano and pipe runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate_db(path: Path, rows: int, seed: int = 1) -> Path:
+    """A flows database made by `flows-api generate`."""
+    subprocess.run(
+        [
+            str(BIN / "flows-api"),
+            "generate",
+            "--rows",
+            str(rows),
+            "--db",
+            str(path),
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def append_rows(path: Path, rows: int) -> None:
+    """`flows-api append`: later rows with higher ids."""
+    subprocess.run(
+        [str(BIN / "flows-api"), "append", "--rows", str(rows), "--db", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def write_json(path: Path, value: object) -> Path:
+    path.write_text(json.dumps(value))
+    return path
+
+
+@pytest.fixture
+def state_suffix() -> Iterator[str]:
+    """A unique meltano `--state-id-suffix`; its state files under .state/ are removed after."""
+    suffix = f"test-{uuid.uuid4().hex[:10]}"
+    yield suffix
+    for path in (ROOT / ".state").glob(f"*:{suffix}"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def meltano(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the project's meltano with `env` added to ours."""
+    return subprocess.run(
+        [str(BIN / "meltano"), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def saved_state(state_id: str) -> dict:
+    """The state Meltano saved under .state/ for `state_id` (its file backend's own file)."""
+    stored = json.loads((ROOT / ".state" / state_id / "state.json").read_text())
+    return stored["completed"]["singer_state"]
+
+
+def bookmark(state: dict) -> int:
+    return state["bookmarks"]["flows"]["replication_key_value"]
