@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +15,9 @@ from tests.conftest import ROOT, append_rows, bookmark, generate_db, write_json
 RUN_PIPE = ROOT / "scripts" / "run-pipe.sh"
 
 
-def run_pipe(tap: Path, target: Path, state: Path) -> subprocess.CompletedProcess[str]:
+def run_pipe(
+    tap: Path, target: Path, state: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             str(RUN_PIPE),
@@ -27,7 +30,7 @@ def run_pipe(tap: Path, target: Path, state: Path) -> subprocess.CompletedProces
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
 
@@ -80,24 +83,8 @@ def test_a_second_run_while_one_holds_the_lock_does_not_start(tmp_path: Path) ->
     state = tmp_path / "state.json"
     tap = write_json(tmp_path / "tap.json", {"api_url": "http://127.0.0.1:9"})
     target = write_json(tmp_path / "target.json", {"project": "p", "dataset": "d"})
-    with subprocess.Popen(["flock", str(state) + ".lock", "sleep", "30"]) as holder:
-        try:
-            result = subprocess.run(
-                [
-                    str(RUN_PIPE),
-                    "--tap-config",
-                    str(tap),
-                    "--target-config",
-                    str(target),
-                    "--state",
-                    str(state),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        finally:
-            holder.kill()
+    with open(f"{state}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run_pipe(tap, target, state, timeout=60)
     assert result.returncode == 75
     assert "another run holds" in result.stderr
