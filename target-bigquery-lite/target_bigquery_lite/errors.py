@@ -25,8 +25,13 @@ TRANSIENT_REASONS = frozenset(
         "tableUnavailable",
     }
 )
-# Concurrent DML on one table: BigQuery aborts one transaction; rerunning it is correct.
-CONCURRENT_UPDATE_MARKERS = ("Could not serialize access", "concurrent update")
+# Concurrent changes: BigQuery aborts one DML transaction; the emulator (DuckLake) fails one
+# catalog commit when parallel runs create datasets or tables. Rerunning either is correct.
+CONCURRENT_UPDATE_MARKERS = (
+    "Could not serialize access",
+    "concurrent update",
+    "Failed to commit DuckLake transaction",
+)
 
 TRANSIENT_HTTP_ERRORS = (
     api_exceptions.TooManyRequests,
@@ -63,6 +68,19 @@ class InputError(TargetError):
 
 class RecordError(InputError):
     """A record violates its stream's schema or lacks a key property."""
+
+
+class StagingError(TargetError):
+    """A staging file cannot be written: disk full, file size limit, `staging_dir` unusable."""
+
+    @classmethod
+    def writing(cls, path: object, exc: OSError) -> StagingError:
+        """The error for a failed write (or create, or flush) of the staging file `path`."""
+        reason = exc.strerror or str(exc)
+        return cls(
+            f"cannot write staging file {path}: {reason} (errno {exc.errno}); free space in "
+            "staging_dir, raise the file size limit, or point staging_dir at another disk"
+        )
 
 
 class SchemaChangeError(TargetError):
@@ -106,6 +124,11 @@ def is_transient(exc: BaseException) -> bool:
 
 def describe(exc: BaseException, limit: int = 5) -> str:
     """One line naming the error and its first BigQuery errors, for logs and messages."""
+    if isinstance(exc, auth_exceptions.GoogleAuthError):  # raised only while getting a token
+        return " ".join(
+            f"could not get an access token for the configured credentials "
+            f"({type(exc).__name__}: {exc})".split()
+        )
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         head = f"{exc.code} {exc.message}".strip()
         details = [

@@ -66,6 +66,30 @@ def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
             message = json.loads(line, parse_constant=lambda _: None)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"input line {line_no} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError(
+                f"input line {line_no} nests objects or arrays too deeply to parse "
+                "(more than about 1,000 levels)"
+            ) from None
+    if not isinstance(message, dict):
+        raise InputError(f"input line {line_no} is not a JSON object")
+    return message
+
+
+def parse_line_exactly(line: bytes, line_no: int) -> dict[str, Any]:
+    """Decode a line with the standard library, keeping integers beyond 64 bits exact.
+
+    orjson turns integers it cannot hold in 64 bits into floats (silently losing digits),
+    which is fine for the rare record value but not for a STATE: its bookmark must go back
+    to the tap exactly as the tap sent it.
+
+    Raises:
+        InputError: when the line is not a JSON object.
+    """
+    try:
+        message = json.loads(line, parse_constant=lambda _: None)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"input line {line_no} is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise InputError(f"input line {line_no} is not a JSON object")
     return message

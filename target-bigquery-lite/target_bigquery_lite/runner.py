@@ -21,7 +21,7 @@ import orjson
 from target_bigquery_lite import batch_files, messages
 from target_bigquery_lite.committer import Batch, StreamBatch
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import InputError, RecordError
+from target_bigquery_lite.errors import InputError, RecordError, StagingError
 from target_bigquery_lite.merge import SEQUENCE_COLUMN
 from target_bigquery_lite.progress import Progress
 from target_bigquery_lite.reader import LineReader
@@ -60,9 +60,15 @@ class Runner:
         reader = LineReader(fd)
         succeeded = False
         try:
-            while (lines := reader.read_lines(self._timeout())) is not None:
-                self._process(lines, reader.lines_read - len(lines), reader.ended_mid_line)
-                self._tick()
+            try:
+                while (lines := reader.read_lines(self._timeout())) is not None:
+                    self._process(lines, reader.lines_read - len(lines), reader.ended_mid_line)
+                    self._tick()
+            except RecursionError:  # a schema or record nested too deeply to check or map
+                raise InputError(
+                    f"a message up to input line {reader.lines_read} nests objects or arrays "
+                    "too deeply to process"
+                ) from None
             self._finish()
             succeeded = True
         except BaseException:
@@ -95,7 +101,7 @@ class Runner:
                     continue
                 message = self._parse_slowly(line, line_no, at_end)
             if type(message) is not dict or message.get("type") != "RECORD":
-                self._dispatch(message, line_no)
+                self._dispatch(message, line_no, line)
                 continue
             stream = streams.get(message.get("stream"))  # type: ignore[arg-type]
             record = message.get("record")
@@ -123,14 +129,15 @@ class Runner:
                 ) from None
             raise
 
-    def _dispatch(self, message: Any, line_no: int) -> None:
+    def _dispatch(self, message: Any, line_no: int, line: bytes) -> None:
         if not isinstance(message, dict):
             raise InputError(f"input line {line_no} is not a JSON object")
         kind = message.get("type")
         if kind == "SCHEMA":
             self._on_schema(messages.parse_schema(message, line_no))
-        elif kind == "STATE":
-            self.state.received(messages.parse_state(message, line_no).value, self.seq)
+        elif kind == "STATE":  # parsed again exactly: the state is passed on as the tap sent it
+            exact = messages.parse_line_exactly(line, line_no)
+            self.state.received(messages.parse_state(exact, line_no).value, self.seq)
         elif kind == "ACTIVATE_VERSION":
             self._on_activate(messages.parse_activate_version(message, line_no))
         elif kind == "BATCH":
@@ -206,12 +213,20 @@ class Runner:
             assert stream.open_writer is not None
             stream.writer = stream.open_writer(self.seq + 1)
         writer = stream.writer
-        if stream.sequenced:
-            rows = batch_files.copy_rows_with_sequence(
-                path, writer.write, SEQUENCE_COLUMN, self.seq + 1, stream.message.stream
-            )
-        else:
-            rows = batch_files.copy_rows(path, writer.write)
+        try:
+            if stream.sequenced:
+                rows = batch_files.copy_rows_with_sequence(
+                    path, writer.write, SEQUENCE_COLUMN, self.seq + 1, stream.message.stream
+                )
+            else:
+                rows = batch_files.copy_rows(path, writer.write)
+        except OSError as exc:
+            if exc.filename is not None:  # reading the batch file, not writing the staging one
+                raise InputError(
+                    f"BATCH for stream '{stream.message.stream}': cannot read {path}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            raise StagingError.writing(writer.path, exc) from None
         self.seq += rows
         writer.rows += rows
         stream.counts.received += rows

@@ -12,11 +12,13 @@
 | ["null", X], anyOf [X, null]               | X, NULLABLE                                  |
 
 Top-level properties listed in `required` whose type excludes null are REQUIRED; everything
-else is NULLABLE, so later schemas can only relax, never tighten.
+else is NULLABLE, so later schemas can only relax, never tighten. BigQuery nests RECORDs at
+most 15 levels deep: an object below that becomes a JSON column value, whole.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,9 @@ STRINGISH = frozenset({"STRING", "TIMESTAMP", "DATE", "TIME", "DATETIME"})
 _STRING_FORMATS = {"date-time": "TIMESTAMP", "date": "DATE", "time": "TIME"}
 _DECIMAL_FORMATS = frozenset({"decimal", "x-singer.decimal"})
 _SCALARS = {"integer": "INT64", "boolean": "BOOL"}
+MAX_RECORD_DEPTH = 15  # BigQuery: at most 15 levels of nested RECORD (STRUCT) types
+
+log = logging.getLogger("target_bigquery_lite")
 
 # A rename plan maps an incoming property name to (BigQuery name, plan for its object value).
 RenamePlan = dict[str, tuple[str, "RenamePlan | None"]]
@@ -57,7 +62,7 @@ def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
         )
     mapper = _Mapper(schema, stream)
     required = set(schema.get("required") or ())
-    fields, plan = mapper.object_fields(properties, required, path="")
+    fields, plan = mapper.object_fields(properties, required, path="", depth=0)
     return MappedSchema(tuple(fields), _make_renamer(plan) if plan else None)
 
 
@@ -69,8 +74,9 @@ class _Mapper:
         self.stream = stream
 
     def object_fields(
-        self, properties: dict[str, Any], required: set[str], path: str
+        self, properties: dict[str, Any], required: set[str], path: str, depth: int
     ) -> tuple[list[SchemaField], RenamePlan]:
+        """Map the properties of an object whose fields sit inside `depth` RECORDs."""
         fields: list[SchemaField] = []
         plan: RenamePlan = {}
         seen: dict[str, str] = {}
@@ -88,16 +94,18 @@ class _Mapper:
                     f"become BigQuery column '{bq_name}' (names are case-insensitive)"
                 )
             seen[bq_name.lower()] = name
-            field, sub_plan = self.field(bq_name, prop, f"{path}{name}.", required=name in required)
+            field, sub_plan = self.field(
+                bq_name, prop, f"{path}{name}.", required=name in required, depth=depth
+            )
             fields.append(field)
             if bq_name != name or sub_plan:
                 plan[name] = (bq_name, sub_plan or None)
         return fields, plan
 
     def field(
-        self, name: str, prop: Any, path: str, *, required: bool
+        self, name: str, prop: Any, path: str, *, required: bool, depth: int
     ) -> tuple[SchemaField, RenamePlan]:
-        """Map one property; `required` is only ever true for top-level properties."""
+        """Map one property inside `depth` RECORDs; `required` is only true at the top level."""
         prop = self.resolve(prop)
         nullable, variants = self.variants(prop)
         if not variants:  # only "null", or nothing known: any JSON value
@@ -106,19 +114,30 @@ class _Mapper:
             variant = variants[0]
             kind = variant.get("type")
             if kind == "array":
-                return self.array(name, variant, path)
+                return self.array(name, variant, path, depth)
             if kind == "object" and variant.get("properties"):
-                fields, plan = self.object_fields(variant["properties"], set(), path)
+                if depth >= MAX_RECORD_DEPTH:
+                    log.warning(
+                        "stream '%s': property %s is nested deeper than BigQuery's %d RECORD "
+                        "levels; it is stored as one JSON value",
+                        self.stream,
+                        path.rstrip("."),
+                        MAX_RECORD_DEPTH,
+                    )
+                    return SchemaField(name, "JSON", mode="NULLABLE"), {}
+                fields, plan = self.object_fields(variant["properties"], set(), path, depth + 1)
                 return SchemaField(name, "RECORD", mode="NULLABLE", fields=fields), plan
         bq_type = self.combined_type(variants)
         mode = "REQUIRED" if required and not nullable else "NULLABLE"
         return SchemaField(name, bq_type, mode=mode), {}
 
-    def array(self, name: str, prop: dict[str, Any], path: str) -> tuple[SchemaField, RenamePlan]:
+    def array(
+        self, name: str, prop: dict[str, Any], path: str, depth: int
+    ) -> tuple[SchemaField, RenamePlan]:
         items = self.resolve(prop.get("items"))
         if not isinstance(items, dict) or not items:
             return SchemaField(name, "JSON", mode="NULLABLE"), {}
-        item, plan = self.field(name, items, path, required=False)
+        item, plan = self.field(name, items, path, required=False, depth=depth)
         if item.mode == "REPEATED":  # BigQuery has no arrays of arrays
             return SchemaField(name, "JSON", mode="NULLABLE"), {}
         return SchemaField(name, item.field_type, mode="REPEATED", fields=item.fields), plan

@@ -18,6 +18,7 @@ all), so a tap that sends a STATE after every record costs no memory. Empty stat
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any, BinaryIO
@@ -47,7 +48,10 @@ class StateTracker:
         if not value:
             log.warning("ignoring an empty STATE message (an empty state is never passed on)")
             return
-        line = orjson.dumps(value)
+        try:
+            line = orjson.dumps(value)
+        except TypeError:  # integers beyond 64 bits, lone surrogates: escaped, kept exact
+            line = json.dumps(value, separators=(",", ":")).encode()
         with self._lock:
             self._latest = line
             if tag <= self._watermark():

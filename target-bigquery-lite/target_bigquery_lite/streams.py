@@ -21,7 +21,7 @@ import orjson
 from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import InputError, RecordError
+from target_bigquery_lite.errors import InputError, RecordError, StagingError
 from target_bigquery_lite.identifiers import IdentifierError, column_name, table_name
 from target_bigquery_lite.merge import SEQUENCE_COLUMN, VERSION_COLUMN
 from target_bigquery_lite.messages import SchemaMessage
@@ -148,11 +148,31 @@ class Stream:
             assert self.open_writer is not None
             writer = self.writer = self.open_writer(seq)
         try:
-            writer.write(orjson.dumps(record, option=_DUMPS_OPTIONS))
-        except TypeError:  # integers beyond 64 bits (parsed by the json fallback)
-            writer.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            line = orjson.dumps(record, option=_DUMPS_OPTIONS)
+        except TypeError:  # beyond orjson: integers over 64 bits, lone surrogates in strings
+            line = self._encode_slowly(record)
+        try:
+            writer.write(line)
+        except OSError as exc:
+            raise StagingError.writing(writer.path, exc) from None
         writer.rows += 1
         self.counts.received += 1
+
+    def _encode_slowly(self, record: dict[str, Any]) -> bytes:
+        r"""One staging line for what orjson refuses, or a clear error if UTF-8 cannot hold it.
+
+        A JSON string may escape half of a UTF-16 surrogate pair (`"\ud800"`): valid JSON,
+        but no valid Unicode text, so neither a staging file nor BigQuery can hold it.
+        """
+        try:
+            return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        except UnicodeEncodeError:
+            raise RecordError(
+                f"stream '{self.message.stream}', record {self.counts.received + 1}: field "
+                f"'{_invalid_text_path(record)}' holds a lone UTF-16 surrogate (an escape such "
+                "as \\ud800 without its pair), which is not valid Unicode; BigQuery strings "
+                "must be valid UTF-8"
+            ) from None
 
     def _invalid(self, record: dict[str, Any], failure: ValidationFailure) -> RecordError:
         reason = explain(self.message.schema, record, failure)
@@ -160,6 +180,30 @@ class Stream:
             f"stream '{self.message.stream}', record {self.counts.received + 1} violates its "
             f"schema: {reason}"
         )
+
+
+def _invalid_text_path(value: Any, path: str = "") -> str:
+    """The dotted path of the first key or string in `value` that UTF-8 cannot encode."""
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and not key.isascii():
+            try:
+                key.encode()
+            except UnicodeEncodeError:
+                return where
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(item, dict | list) and (found := _invalid_text_path(item, where)):
+            return found
+    return path
 
 
 def build_stream(message: SchemaMessage, settings: Settings, counts: StreamCounts) -> Stream:

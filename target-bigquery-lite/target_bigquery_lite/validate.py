@@ -9,13 +9,21 @@ the result is exactly JSON Schema's. Other schemas use fastjsonschema alone. Onl
 record fails does `jsonschema` run, to name the field and the rule. Formats (`date-time`,
 ...) are not asserted, as in `jsonschema`'s default: BigQuery parses them at load time and
 accepts more spellings than RFC 3339.
+
+On top of the stream's schema, records are held to what BigQuery can store
+(`with_bigquery_limits`): integers within INT64, and TIMESTAMP/DATE values starting with a
+date in years 0001-9999. BigQuery would reject such a row at load time with only a summary
+error (and the emulator loads some of them silently), so they fail here instead, naming the
+field. Schemas may only `$ref` into themselves: a remote `$ref` would make the validator
+fetch a URL named by the tap.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 import fastjsonschema
 import jsonschema
@@ -27,6 +35,18 @@ from target_bigquery_lite.errors import InputError
 Validator = Callable[[dict[str, Any]], Any]
 ValidationFailure = fastjsonschema.JsonSchemaValueException | jsonschema.ValidationError
 VALIDATION_ERRORS = (fastjsonschema.JsonSchemaValueException, jsonschema.ValidationError)
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# The date part BigQuery needs at the start of a TIMESTAMP or DATE value: year 0001-9999,
+# then month and day. The rest of the value is left to BigQuery's own parser.
+DATE_PATTERN = r"^(?!0000)[0-9]{4}-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])(?![0-9])"
+DATE_FORMATS = frozenset({"date-time", "date"})
+# Keywords whose values are subschemas: dicts of them, lists of them, or one of them.
+_SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependencies")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
+_SCHEMA_ONES = ("items", "additionalProperties", "additionalItems", "contains", "not", "if",
+                "then", "else", "propertyNames")  # fmt: skip
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -47,16 +67,78 @@ def check_schema(schema: Any, stream: str) -> None:
         raise InputError(
             f"SCHEMA for stream '{stream}' is not a valid JSON Schema at {where}: {exc.message}"
         ) from None
+    for node in _schema_nodes(schema):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            raise InputError(
+                f"SCHEMA for stream '{stream}': $ref {ref[:200]!r} is not a reference into the "
+                "schema itself ('#/...'); remote schemas are never fetched"
+            )
+
+
+def _subschemas(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The schemas directly inside `node` (not values of `const`, `enum`, `default`, ...)."""
+    for key in _SCHEMA_MAPS:
+        value = node.get(key)
+        if isinstance(value, dict):
+            yield from (sub for sub in value.values() if isinstance(sub, dict))
+    for key in _SCHEMA_LISTS:
+        value = node.get(key)
+        if isinstance(value, list):
+            yield from (sub for sub in value if isinstance(sub, dict))
+    for key in _SCHEMA_ONES:
+        value = node.get(key)
+        if isinstance(value, dict):
+            yield value
+
+
+def _schema_nodes(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every schema in `schema`, itself included, without recursion (schemas may nest deeply)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(_subschemas(node))
+
+
+def _only_type(node: dict[str, Any]) -> str | None:
+    """The node's one non-null JSON type, if it has exactly one."""
+    kinds = node.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(kinds, list):
+        return None
+    non_null = [kind for kind in kinds if kind != "null"]
+    return non_null[0] if len(non_null) == 1 else None
+
+
+def with_bigquery_limits(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` that also refuses values BigQuery cannot store in the mapped column.
+
+    Integer nodes get INT64's bounds (tighter bounds of the schema itself are kept);
+    `date-time` and `date` strings must start with a date BigQuery accepts (`DATE_PATTERN`),
+    unless the schema has its own `pattern` there.
+    """
+    limited = copy.deepcopy(schema)
+    for node in _schema_nodes(limited):
+        kind = _only_type(node)
+        if kind == "integer":
+            low, high = node.get("minimum"), node.get("maximum")
+            node["minimum"] = max(low, INT64_MIN) if isinstance(low, int | float) else INT64_MIN
+            node["maximum"] = min(high, INT64_MAX) if isinstance(high, int | float) else INT64_MAX
+        elif kind == "string" and node.get("format") in DATE_FORMATS and "pattern" not in node:
+            node["pattern"] = DATE_PATTERN
+    return limited
 
 
 def compile_validator(schema: dict[str, Any], stream: str) -> Validator:
-    """The fastest exact validator for the schema (see the module docstring)."""
+    """The fastest exact validator for the schema and BigQuery's limits (see the module doc)."""
+    limited = with_bigquery_limits(schema)
     try:
-        compiled = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+        compiled = fastjsonschema.compile(limited, use_default=False, use_formats=False)
     except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
         log.warning("stream '%s': using the slower jsonschema validator (%s)", stream, exc)
-        validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
-        return validator_class(schema).validate
+        validator_class = jsonschema.validators.validator_for(limited, jsonschema.Draft7Validator)
+        return validator_class(limited).validate
     struct = flat_struct(schema)
     if struct is None:
         return compiled
@@ -71,7 +153,13 @@ def compile_validator(schema: dict[str, Any], stream: str) -> Validator:
     return validate
 
 
-_SCALARS: dict[str, type] = {"integer": int, "number": float, "string": str, "boolean": bool}
+_SCALARS: dict[str, Any] = {
+    "integer": Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)],
+    "number": float,
+    "string": str,
+    "boolean": bool,
+}
+_DATE_STRING = Annotated[str, msgspec.Meta(pattern=DATE_PATTERN)]
 _FLAT_SCHEMA_KEYS = frozenset(
     {"type", "properties", "required", "additionalProperties", "description", "title",
      "$schema", "$id", "$comment"}
@@ -86,7 +174,8 @@ def flat_struct(schema: dict[str, Any]) -> type[msgspec.Struct] | None:
     """A msgspec Struct accepting exactly the schema's records, if the schema is flat.
 
     Flat: an object whose properties each have one scalar type, optionally with null, and no
-    validation keywords beyond `type`, `required` and a boolean `additionalProperties`.
+    validation keywords beyond `type`, `required` and a boolean `additionalProperties`. The
+    Struct applies BigQuery's limits as `with_bigquery_limits` does (INT64 range, dates).
     """
     properties = schema.get("properties")
     required = schema.get("required", [])
@@ -110,7 +199,10 @@ def flat_struct(schema: dict[str, Any]) -> type[msgspec.Struct] | None:
         scalars = [_SCALARS.get(kind) for kind in kinds if kind != "null"]
         if len(scalars) != 1 or scalars[0] is None:
             return None
-        annotation: Any = scalars[0] | None if "null" in kinds else scalars[0]
+        scalar = scalars[0]
+        if scalar is str and prop.get("format") in DATE_FORMATS:
+            scalar = _DATE_STRING
+        annotation: Any = scalar | None if "null" in kinds else scalar
         field = f"f{index}"
         fields.append((field, annotation) if name in required else (field, annotation, None))
     rename = {f"f{index}": name for index, name in enumerate(properties)}
@@ -120,11 +212,25 @@ def flat_struct(schema: dict[str, Any]) -> type[msgspec.Struct] | None:
 
 def explain(schema: dict[str, Any], record: Any, failure: ValidationFailure) -> str:
     """`field 'a.b': <reason>` for the first (most relevant) violation of the record."""
-    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
-    error = best_match(validator_class(schema).iter_errors(record))
+    limited = with_bigquery_limits(schema)
+    validator_class = jsonschema.validators.validator_for(limited, jsonschema.Draft7Validator)
+    error = best_match(validator_class(limited).iter_errors(record))
     if error is None:  # only the compiled validator objected; pass its own words on
         return str(getattr(failure, "message", failure))
     path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator in ("minimum", "maximum") and error.validator_value in (
+        INT64_MIN,
+        INT64_MAX,
+    ):
+        return (
+            f"field '{path}': {error.instance!r} is outside BigQuery's INT64 range "
+            f"({INT64_MIN} to {INT64_MAX})"
+        )
+    if error.validator == "pattern" and error.validator_value == DATE_PATTERN:
+        return (
+            f"field '{path}': {error.instance!r} is not a date or timestamp BigQuery can store "
+            "(it must start with a date from 0001-01-01 to 9999-12-31, as YYYY-MM-DD)"
+        )
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [name for name in error.validator_value if name not in error.instance]
         field = ".".join(part for part in (path, missing[0] if missing else "") if part)

@@ -8,8 +8,9 @@ import google.cloud.bigquery.client as bigquery_client_module
 import pytest
 import requests
 from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
 
-from target_bigquery_lite.errors import BigQueryError, is_transient
+from target_bigquery_lite.errors import BigQueryError, describe, is_transient
 from target_bigquery_lite.jobs import JobRunner
 from target_bigquery_lite.load import UPLOAD_CHUNK_SIZE, set_upload_chunk_size
 
@@ -28,6 +29,10 @@ from target_bigquery_lite.load import UPLOAD_CHUNK_SIZE, set_upload_chunk_size
             ),
             True,
         ),
+        (
+            api_exceptions.BadRequest("Failed to commit: Failed to commit DuckLake transaction."),
+            True,
+        ),
         (api_exceptions.BadRequest("bad", errors=[{"reason": "invalid"}]), False),
         (api_exceptions.Forbidden("denied", errors=[{"reason": "accessDenied"}]), False),
         (api_exceptions.NotFound("no table"), False),
@@ -36,6 +41,18 @@ from target_bigquery_lite.load import UPLOAD_CHUNK_SIZE, set_upload_chunk_size
 )
 def test_transient_classification(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+def test_token_failures_say_they_are_about_credentials() -> None:
+    refused = auth_exceptions.TransportError("HTTPConnectionPool(host='127.0.0.1', port=9): /token")
+    assert is_transient(refused)
+    assert describe(refused) == (
+        "could not get an access token for the configured credentials (TransportError: "
+        "HTTPConnectionPool(host='127.0.0.1', port=9): /token)"
+    )
+    assert describe(auth_exceptions.RefreshError("invalid_grant")).startswith(
+        "could not get an access token"
+    )
 
 
 class FakeJob:
