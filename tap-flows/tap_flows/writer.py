@@ -12,8 +12,10 @@ that no emitted STATE vouched for.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
+from typing import Any
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.encoding.simple import Message
 
@@ -38,6 +40,25 @@ class BlockWriter(MsgSpecWriter):
         if type(message) is not RecordMessage or len(self.pending) >= BLOCK_BYTES:
             self.flush(flush_stdout=type(message) is not RecordMessage)
 
+    def write_record(self, prefix: bytes, record: dict[str, Any], suffix: bytes) -> None:
+        """Queue a RECORD line built from its parts, encoding the record in place.
+
+        The line is byte for byte what `write_message(RecordMessage(...))` writes (the
+        SDK's msgspec encoder, same key order), without building a message object and
+        a dict per record.
+
+        Args:
+            prefix: `record_prefix(stream)`.
+            record: The record.
+            suffix: `record_suffix(time_extracted)`.
+        """
+        pending = self.pending
+        pending += prefix
+        encoder.encode_into(record, pending, -1)
+        pending += suffix
+        if len(pending) >= BLOCK_BYTES:
+            self.flush(flush_stdout=False)
+
     def flush(self, *, flush_stdout: bool = True) -> None:
         """Write the queued lines to stdout (looked up now: tests redirect it).
 
@@ -48,3 +69,13 @@ class BlockWriter(MsgSpecWriter):
         self.pending.clear()
         if flush_stdout:
             sys.stdout.flush()
+
+
+def record_prefix(stream: str) -> bytes:
+    """The start of a RECORD line of `stream`, up to its record object."""
+    return b'{"type":"RECORD","stream":' + encoder.encode(stream) + b',"record":'
+
+
+def record_suffix(time_extracted: datetime) -> bytes:
+    """The end of a RECORD line after its record object (no `version`: incremental)."""
+    return b',"time_extracted":' + encoder.encode(time_extracted) + b"}\n"
