@@ -50,3 +50,15 @@ clean: down ## remove runtime files (.run/), keep the environments
 .PHONY: demo
 demo: install ## generate data, run the pipeline twice with meltano (backfill, incremental), check the rows
 	@$(VENV)/python scripts/demo.py
+
+.PHONY: bench
+ROWS ?= 1000000
+bench: install ## measure every configuration on ROWS rows (default 1M; 10000000 for memory), CONFIGS=tap,z3,...
+	@bench/install-z3.sh
+	@$(VENV)/python -m bench.bench --rows $(ROWS) $(if $(CONFIGS),--only $(CONFIGS))
+
+.PHONY: backfill
+PARTITIONS ?= 4
+backfill: up ## backfill make up's data into BigQuery with PARTITIONS parallel pipes (default 4), checked
+	@$(VENV)/python scripts/backfill.py --partitions $(PARTITIONS) --state-dir .run/backfill \
+	  --check-db $${FLOWS_DB:-.run/flows.db}

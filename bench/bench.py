@@ -1,0 +1,682 @@
+"""`make bench`: every configuration on the same input, measured in one run.
+
+    .venv/bin/python -m bench.bench --rows 1000000 [--only tap,target,...] [--no-write]
+
+Generates `--rows` LANL-shaped rows once (cached in .run/bench/<rows>/, with a Singer file
+recorded from the tap for the target-alone run), starts flows-api and the BigQuery emulator
+on free loopback ports, then runs each configuration in turn:
+
+    tap            tap-flows > /dev/null
+    target         target-bigquery-lite --input <recorded Singer file>
+    record         tap-flows | target-bigquery-lite                 (RECORD messages)
+    batch          tap-flows | target-bigquery-lite                 (BATCH messages, plain files)
+    jsonl          tap-flows | target-jsonl                          (baseline)
+    z3             tap-flows | z3-target-bigquery batch_job, upsert off and on, each cold and
+                   with the table already there                      (baseline)
+    meltano        meltano run tap-flows target-bigquery-lite
+    backfill       scripts/backfill.py with 1, 2 and 4 partitions
+
+For each: records/s (wall clock, process start to exit), CPU seconds per million records
+(user+sys of the tap and the target, from the kernel's rusage of each process), the max RSS
+of each process (rusage, exact rather than sampled), the CPU the services used meanwhile,
+and the row check: BigQuery's table (or target-jsonl's file) against the source database
+(rows, distinct ids, time range, sum(byte_count)). A run that lost or duplicated rows is
+marked FAILED, whatever its speed. Results are prepended to bench/RESULTS.md (newest
+first) and plotted in bench/results.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import psutil
+from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
+from dev_services.flows_api import start_flows_api
+from dev_services.flows_check import Figures, source_figures, table_figures
+from dev_services.process import ROOT, Service
+from google.api_core.exceptions import NotFound
+
+from bench.paper import paper_estimate
+from bench.report import Result, write_results
+
+BIN = Path(sys.executable).parent
+Z3_BIN = ROOT / ".venv-z3" / "bin" / "target-bigquery"
+JSONL_BIN = ROOT / ".venv-jsonl" / "bin" / "target-jsonl"
+Z3_SHIM = ROOT / "bench" / "z3_shim"
+RUN_TIMEOUT = 4 * 3600
+CONFIGS = ("tap", "target", "record", "batch", "jsonl", "z3", "meltano", "backfill")
+BATCH_FILE_ROWS = 100_000
+Z3_BATCH_ROWS = 100_000
+"""z3's `batch_size` (rows per load job). Its default, 500, makes one load job per 500 rows
+(~5,000 records/s here); 100,000 is closer to this target's 500,000 and to its best case."""
+
+
+@dataclass
+class Proc:
+    """One process of a run: its role, exit code, CPU (rusage) and max RSS (sampled)."""
+
+    name: str
+    code: int
+    cpu: float
+    max_rss_mb: float = 0.0
+
+
+@dataclass
+class Stage:
+    """One process of a pipeline."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+ROLES = (("tap-flows", "tap"), ("target-", "target"))
+"""Executable names (prefixes) -> role, for processes started by meltano or backfill.py."""
+
+
+class RssSampler(threading.Thread):
+    """Samples the RSS of a run's processes and their children every SAMPLE_SECONDS.
+
+    rusage's max RSS cannot be used: a child forked from this (large) Python process
+    inherits its high-water mark, so every child would report at least the bench's own
+    RSS. Sampling reads each process's own resident memory; the peaks of the processes
+    measured here last far longer than a sampling interval (memory is flat by design).
+    """
+
+    SAMPLE_SECONDS = 0.1
+
+    def __init__(self, roots: dict[int, str]) -> None:
+        """Watch the processes `roots` (pid -> stage name) and everything they start."""
+        super().__init__(daemon=True)
+        self.roots = roots
+        self.peaks: dict[str, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        """Sample until `done` is set."""
+        while not self.done.wait(self.SAMPLE_SECONDS):
+            self.sample()
+
+    def sample(self) -> None:
+        """One look at every watched process."""
+        for pid, stage in self.roots.items():
+            try:
+                root = psutil.Process(pid)
+                tree = [(root, stage)] + [(c, role(c, stage)) for c in root.children(True)]
+            except psutil.NoSuchProcess:
+                continue
+            for process, name in tree:
+                try:
+                    rss = process.memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+
+
+def role(process: psutil.Process, default: str) -> str:
+    """`tap` or `target` for a tap or target started by a stage, else the stage's name."""
+    try:
+        command = " ".join(Path(arg).name for arg in process.cmdline()[:2])
+    except psutil.Error:
+        return default
+    for prefix, name in ROLES:
+        if any(part.startswith(prefix) for part in command.split()):
+            return name
+    return f"{default} ({Path(process.cmdline()[0]).name})" if process.cmdline() else default
+
+
+def run_pipeline(
+    stages: Sequence[Stage], log: Path, *, stdout: Path | None = None
+) -> tuple[float, list[Proc]]:
+    """Run `stages` as one pipe; return the wall time and each process's figures.
+
+    CPU comes from `os.wait4`'s rusage (user+sys of the process and of the children it
+    waited for: meltano's tap and target, backfill's pipes); max RSS from `RssSampler`.
+    A watchdog kills the whole run after RUN_TIMEOUT.
+    """
+    started = time.monotonic()
+    processes: list[subprocess.Popen[bytes]] = []
+    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
+        previous: IO[bytes] | None = None
+        for number, stage in enumerate(stages):
+            last = number == len(stages) - 1
+            process = subprocess.Popen(
+                stage.argv,
+                stdin=previous if previous is not None else subprocess.DEVNULL,
+                stdout=out if last else subprocess.PIPE,
+                stderr=err,
+                env={**os.environ, **stage.env},
+                cwd=stage.cwd,
+                start_new_session=True,
+            )
+            if previous is not None:
+                previous.close()
+            previous = process.stdout
+            processes.append(process)
+        sampler = RssSampler({p.pid: s.name for p, s in zip(processes, stages, strict=True)})
+        sampler.start()
+        watchdog = threading.Timer(RUN_TIMEOUT, kill_all, args=(processes,))
+        watchdog.start()
+        procs = []
+        for stage, process in zip(stages, processes, strict=True):
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            procs.append(Proc(stage.name, process.returncode, usage.ru_utime + usage.ru_stime))
+        watchdog.cancel()
+        sampler.done.set()
+        sampler.join()
+    seconds = time.monotonic() - started
+    for proc in procs:
+        proc.max_rss_mb = sampler.peaks.pop(proc.name, 0.0)
+    procs += [Proc(name, 0, 0.0, rss) for name, rss in sampler.peaks.items()]
+    return seconds, procs
+
+
+def kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """The watchdog: stop a run that hangs."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def service_cpu(services: Sequence[Service]) -> float:
+    """User+sys CPU seconds used so far by the services and their children (gunicorn workers)."""
+    total = 0.0
+    for service in services:
+        try:
+            root = psutil.Process(service.pid)
+            for process in [root, *root.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def jsonl_figures(folder: Path) -> Figures:
+    """The same figures as `flows_check`, from target-jsonl's output files."""
+    ids: set[int] = set()
+    rows = total = 0
+    low: int | None = None
+    high: int | None = None
+    for path in folder.glob("flows*.jsonl"):
+        with open(path, "rb") as lines:
+            for line in lines:
+                row = orjson.loads(line)
+                rows += 1
+                ids.add(row["id"])
+                total += row["byte_count"]
+                low = row["time"] if low is None else min(low, row["time"])
+                high = row["time"] if high is None else max(high, row["time"])
+    return Figures(rows, len(ids), low, high, total if rows else None)
+
+
+def tap_record_count(log: Path) -> int | None:
+    """The tap's own `record_count` metric (singer-sdk logs it at the end), from its log."""
+    count = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"metric":"record_count"' in line:
+            count = json.loads(line[line.index("{") :])["value"]
+    return count
+
+
+class Bench:
+    """One benchmark run: data, services, configurations, results."""
+
+    def __init__(self, rows: int, only: set[str]) -> None:
+        """Use .run/bench/<rows>/ for data (kept) and this run's files (replaced)."""
+        self.rows = rows
+        self.only = only
+        self.home = ROOT / ".run" / "bench" / str(rows)
+        self.work = self.home / "run"
+        self.db = self.home / "flows.db"
+        self.recorded = self.home / "records.singer"
+        self.results: list[Result] = []
+        self.services: list[Service] = []
+        self.api: Service | None = None
+        self.bq: Service | None = None
+        self.expected: Figures | None = None
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Generate the data once per row count; start the services on free ports."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir()
+        marker = self.home / "flows.db.complete"
+        if not marker.exists():
+            say(f"generating {self.rows:,} rows into {self.db.relative_to(ROOT)} (once)")
+            for stale in (self.db, self.recorded, self.home / "records.complete"):
+                stale.unlink(missing_ok=True)
+            subprocess.run(
+                [
+                    str(BIN / "flows-api"),
+                    "generate",
+                    "--rows",
+                    str(self.rows),
+                    "--db",
+                    str(self.db),
+                ],
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
+            marker.touch()
+        self.expected = source_figures(self.db)
+        say("starting flows-api and the BigQuery emulator (logs in .run/bench/.../run/)")
+        self.api = start_flows_api(self.db, self.work / "flows-api.log")
+        self.services.append(self.api)
+        self.bq = start_bigquery_emulator(self.work / "bq-data", self.work / "emulator.log")
+        self.services.append(self.bq)
+        self.client = emulator_client(self.bq.url, DEFAULT_PROJECT)
+        if not (self.home / "records.complete").exists() and {"target"} & self.only:
+            say("recording the tap's Singer output for the target-alone run (once)")
+            with open(self.recorded, "wb") as out:
+                subprocess.run(
+                    [str(BIN / "tap-flows"), "--config", str(self.tap_config())],
+                    stdout=out,
+                    stderr=subprocess.DEVNULL,
+                    check=True,
+                )
+            (self.home / "records.complete").touch()
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run 1% of the rows through tap and target, unmeasured, before the measured runs.
+
+        The emulator's first load job and MERGE take about twice as long as later ones
+        (measured 2.6 s + 1.7 s against 0.8 s + 0.8 s for 500,000 rows): without this the
+        first configuration measured would pay for it.
+        """
+        assert self.expected is not None
+        assert self.expected.min_time is not None
+        assert self.expected.max_time is not None
+        span = max(1, (self.expected.max_time - self.expected.min_time) // 100)
+        tap = self.tap_config(end_time=self.expected.min_time + span)
+        say("warming up the emulator (1% of the rows, not measured)")
+        run_pipeline(
+            [
+                Stage("tap", [str(BIN / "tap-flows"), "--config", str(tap)]),
+                Stage("target", self.target_argv("bench_warm_up")),
+            ],
+            self.work / "warm-up.log",
+        )
+        self.client.delete_dataset("bench_warm_up", delete_contents=True, not_found_ok=True)
+
+    def stop(self) -> None:
+        """Stop the services this run started, by PID."""
+        for service in reversed(self.services):
+            service.stop()
+
+    # --- configurations -------------------------------------------------------------------
+
+    def tap_config(self, **extra: Any) -> Path:
+        """A tap config for the bench API."""
+        assert self.api is not None
+        return self.write(
+            f"tap-{len(extra)}-{time.monotonic_ns()}.json", {"api_url": self.api.url, **extra}
+        )
+
+    def target_config(self, dataset: str, **extra: Any) -> Path:
+        """A target-bigquery-lite config: defaults (validation on, merge on id)."""
+        assert self.bq is not None
+        settings = {
+            "project": DEFAULT_PROJECT,
+            "dataset": dataset,
+            "api_endpoint": self.bq.url,
+            "staging_dir": str(self.work / "staging"),
+            **extra,
+        }
+        return self.write(f"target-{dataset}.json", settings)
+
+    def write(self, name: str, value: Any) -> Path:
+        """A JSON file in this run's folder."""
+        path = self.work / name
+        path.write_text(json.dumps(value))
+        return path
+
+    def measure(
+        self,
+        name: str,
+        stages: Sequence[Stage],
+        check: Callable[[], tuple[bool, str]],
+        *,
+        note: str = "",
+        stdout: Path | None = None,
+        group: str = "pipeline",
+    ) -> Result:
+        """Run one configuration and record its figures and its row check."""
+        say(f"== {name}")
+        log = self.work / f"{slug(name)}.log"
+        cpu_before = service_cpu(self.services)
+        seconds, procs = run_pipeline(stages, log, stdout=stdout)
+        services = service_cpu(self.services) - cpu_before
+        failed = [p for p in procs if p.code != 0]
+        if failed:
+            ok, detail = False, ", ".join(f"{p.name} exit {p.code}" for p in failed) + f" ({log})"
+        else:
+            ok, detail = check()
+        result = Result(
+            name=name,
+            group=group,
+            rows=self.rows,
+            seconds=seconds,
+            procs={p.name: (p.cpu, p.max_rss_mb) for p in procs},
+            services_cpu=services,
+            ok=ok,
+            check=detail,
+            note=note,
+        )
+        say(f"   {result.summary()}")
+        self.results.append(result)
+        return result
+
+    def bigquery_check(self, dataset: str, *, drop: bool = True) -> Callable[[], tuple[bool, str]]:
+        """The row check of a BigQuery configuration (and the dataset dropped after it)."""
+
+        def check() -> tuple[bool, str]:
+            actual = table_figures(self.client, f"{dataset}.flows")
+            if drop:
+                self.client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+            return compare(actual, self.expected)
+
+        return check
+
+    def run_tap(self) -> None:
+        """tap-flows alone, RECORD messages to /dev/null."""
+        name = "tap → /dev/null"
+
+        def check() -> tuple[bool, str]:
+            count = tap_record_count(self.work / f"{slug(name)}.log")
+            return count == self.rows, f"{count:,} records emitted" if count else "no count"
+
+        self.measure(
+            name,
+            [Stage("tap", [str(BIN / "tap-flows"), "--config", str(self.tap_config())])],
+            check,
+            group="alone",
+        )
+
+    def run_target(self) -> None:
+        """target-bigquery-lite alone, from the recorded Singer file."""
+        config = self.target_config("bench_target")
+        argv = [str(BIN / "target-bigquery-lite"), "--config", str(config)]
+        self.measure(
+            "target ← Singer file",
+            [Stage("target", [*argv, "--input", str(self.recorded)])],
+            self.bigquery_check("bench_target"),
+            group="alone",
+            note="validation on, MERGE on id",
+        )
+
+    def run_record(self) -> None:
+        """tap | target-bigquery-lite with RECORD messages."""
+        self.measure(
+            "tap | target-bigquery-lite (RECORD)",
+            [
+                Stage("tap", [str(BIN / "tap-flows"), "--config", str(self.tap_config())]),
+                Stage("target", self.target_argv("bench_record")),
+            ],
+            self.bigquery_check("bench_record"),
+            note="validation on, MERGE on id",
+        )
+
+    def run_batch(self) -> None:
+        """tap | target-bigquery-lite with BATCH messages (plain JSONL files)."""
+        files = self.work / "batches"
+        files.mkdir()
+        batch_config = {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": files.as_uri()},
+            "batch_size": BATCH_FILE_ROWS,
+        }
+        self.measure(
+            "tap | target-bigquery-lite (BATCH)",
+            [
+                Stage(
+                    "tap",
+                    [
+                        str(BIN / "tap-flows"),
+                        "--config",
+                        str(self.tap_config(batch_config=batch_config)),
+                    ],
+                ),
+                Stage("target", self.target_argv("bench_batch")),
+            ],
+            self.bigquery_check("bench_batch"),
+            note=f"plain files of {BATCH_FILE_ROWS:,} rows; validation on, MERGE on id",
+        )
+        shutil.rmtree(files, ignore_errors=True)
+
+    def target_argv(self, dataset: str) -> list[str]:
+        """The target's command line for `dataset`."""
+        return [str(BIN / "target-bigquery-lite"), "--config", str(self.target_config(dataset))]
+
+    def run_jsonl(self) -> None:
+        """tap | target-jsonl: the reference every ratio is taken against."""
+        out = self.work / "jsonl-out"
+        out.mkdir()
+        config = self.write("target-jsonl.json", {"destination_path": str(out)})
+
+        def check() -> tuple[bool, str]:
+            figures = jsonl_figures(out)
+            shutil.rmtree(out, ignore_errors=True)
+            return compare(figures, self.expected)
+
+        self.measure(
+            "tap | target-jsonl",
+            [
+                Stage("tap", [str(BIN / "tap-flows"), "--config", str(self.tap_config())]),
+                Stage("target", [str(JSONL_BIN), "--config", str(config)]),
+            ],
+            check,
+            note="local files, no validation",
+        )
+
+    def run_z3(self) -> None:
+        """tap | z3-target-bigquery batch_job: upsert off and on, cold then table existing."""
+        assert self.bq is not None
+        adc = self.write(
+            "z3-adc.json",
+            {
+                "type": "authorized_user",
+                "client_id": "bench",
+                "client_secret": "bench",
+                "refresh_token": "bench",
+                "token": "bench-token",
+                "expiry": "2999-01-01T00:00:00Z",
+            },
+        )
+        env = {
+            "BIGQUERY_EMULATOR_HOST": self.bq.url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(adc),
+            "GOOGLE_CLOUD_PROJECT": DEFAULT_PROJECT,
+            "PYTHONPATH": str(Z3_SHIM),
+        }
+        for upsert in (False, True):
+            dataset = f"bench_z3_{'upsert' if upsert else 'append'}"
+            config = self.write(
+                f"z3-{dataset}.json",
+                {
+                    "project": DEFAULT_PROJECT,
+                    "dataset": dataset,
+                    "method": "batch_job",
+                    "denormalized": True,
+                    "upsert": upsert,
+                    "batch_size": Z3_BATCH_ROWS,
+                },
+            )
+            label = f"tap | z3-target-bigquery batch_job, upsert {'on' if upsert else 'off'}"
+            for cold in (True, False):
+                self.measure(
+                    f"{label}, {'cold' if cold else 'table exists'}",
+                    [
+                        Stage("tap", [str(BIN / "tap-flows"), "--config", str(self.tap_config())]),
+                        Stage("target", [str(Z3_BIN), "--config", str(config)], env=env),
+                    ],
+                    self.bigquery_check(dataset, drop=not cold),
+                    note="creates the table, sleeps 5 s" if cold else "table emptied, kept",
+                )
+                if cold:
+                    self.empty_table(f"{dataset}.flows")
+
+    def empty_table(self, table: str) -> None:
+        """Delete a table's rows, keeping the table (z3's 'table exists' runs)."""
+        try:
+            self.client.get_table(table)
+        except NotFound:
+            return
+        self.client.query(f"DELETE FROM `{table}` WHERE TRUE").result()
+
+    def run_meltano(self) -> None:
+        """`meltano run tap-flows target-bigquery-lite`: start-up of Meltano included."""
+        assert self.api is not None
+        assert self.bq is not None
+        env = {
+            "TAP_FLOWS_API_URL": self.api.url,
+            "TARGET_BIGQUERY_LITE_API_ENDPOINT": self.bq.url,
+            "TARGET_BIGQUERY_LITE_PROJECT": DEFAULT_PROJECT,
+            "TARGET_BIGQUERY_LITE_DATASET": "bench_meltano",
+            "TARGET_BIGQUERY_LITE_STAGING_DIR": str(self.work / "staging"),
+            "MELTANO_STATE_BACKEND_URI": (self.work / "meltano-state").as_uri(),
+        }
+        argv = [str(BIN / "meltano"), "run", "--full-refresh", "--state-id-suffix", "bench",
+                "tap-flows", "target-bigquery-lite"]  # fmt: skip
+        self.measure(
+            "meltano run tap-flows target-bigquery-lite",
+            [Stage("meltano", argv, env=env, cwd=ROOT)],
+            self.bigquery_check("bench_meltano"),
+            note="CPU and RSS of meltano with its tap and target",
+        )
+
+    def run_backfill(self) -> None:
+        """scripts/backfill.py with 1, 2 and 4 partitions (RECORD pipes, one table)."""
+        assert self.expected is not None
+        for partitions in (1, 2, 4):
+            dataset = f"bench_backfill_{partitions}"
+            argv = [
+                str(BIN / "python"), str(ROOT / "scripts" / "backfill.py"),
+                "--partitions", str(partitions),
+                "--tap-config", str(self.tap_config()),
+                "--target-config", str(self.target_config(dataset)),
+                "--state-dir", str(self.work / f"backfill-{partitions}"),
+                "--start-time", str(self.expected.min_time),
+                "--end-time", str((self.expected.max_time or 0) + 1),
+            ]  # fmt: skip
+            self.measure(
+                f"backfill, {partitions} partition{'s' if partitions > 1 else ''}",
+                [Stage("backfill", argv)],
+                self.bigquery_check(dataset),
+                group="backfill",
+                note="CPU and RSS of all its pipes",
+            )
+
+    def run(self) -> None:
+        """Every configuration asked for, in a fixed order."""
+        steps = {
+            "tap": self.run_tap,
+            "target": self.run_target,
+            "record": self.run_record,
+            "batch": self.run_batch,
+            "jsonl": self.run_jsonl,
+            "meltano": self.run_meltano,
+            "backfill": self.run_backfill,
+            "z3": self.run_z3,
+        }
+        for key, step in steps.items():
+            if key in self.only:
+                step()
+
+
+def compare(actual: Figures, expected: Figures | None) -> tuple[bool, str]:
+    """Whether a destination holds exactly the source rows, and a one-line account."""
+    if actual == expected:
+        return True, f"{actual.rows:,} rows = source"
+    return False, f"got {actual.describe()}; source {expected.describe() if expected else '?'}"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a configuration name."""
+    kept = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    return "-".join(part for part in kept.split("-") if part)
+
+
+def say(text: str) -> None:
+    """Progress on stdout."""
+    print(text, flush=True)
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "singer_sdk": metadata.version("singer-sdk"),
+        "load": f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; non-zero if any configuration failed its row check."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("ROWS", "1000000")))
+    parser.add_argument(
+        "--only", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md/png")
+    args = parser.parse_args(argv)
+    only = {key.strip() for key in args.only.split(",") if key.strip()}
+    unknown = only - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configurations {sorted(unknown)}; choose from {CONFIGS}")
+    if "z3" in only and not Z3_BIN.exists():
+        parser.error(f"{Z3_BIN} is missing: run bench/install-z3.sh (make bench does)")
+    started = datetime.now(UTC)
+    host = machine()
+    bench = Bench(args.rows, only)
+    try:
+        bench.prepare()
+        bench.run()
+    finally:
+        bench.stop()
+    if not args.no_write:
+        paper = paper_estimate(bench.results)
+        write_results(bench.results, host, started, args.rows, paper)
+        say("wrote bench/RESULTS.md and bench/results.png")
+    failed = [r.name for r in bench.results if not r.ok]
+    if failed:
+        say(f"FAILED runs: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
