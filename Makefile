@@ -62,3 +62,9 @@ PARTITIONS ?= 4
 backfill: up ## backfill make up's data into BigQuery with PARTITIONS parallel pipes (default 4), checked
 	@$(VENV)/python scripts/backfill.py --partitions $(PARTITIONS) --state-dir .run/backfill \
 	  --check-db $${FLOWS_DB:-.run/flows.db}
+
+.PHONY: reliability
+KILLS ?= 200
+reliability: install ## long kill-loop (KILLS=200, SEED=n to repeat one) and the full API load test
+	@$(VENV)/python -m tests.reliability.kill_loop --kills $(KILLS) $(if $(SEED),--seed $(SEED))
+	@$(VENV)/python -m tests.reliability.api_load --generate 1000000 --readers 16 --burst 2000
