@@ -34,6 +34,26 @@ def bq_client(bigquery_emulator: Service) -> bigquery.Client:
 
 
 @pytest.fixture
+def restartable_emulator(tmp_path: Path) -> Iterator[Callable[[], Service]]:
+    """An emulator of the test's own, to stop: each call starts it (again) on one port and data.
+
+    The first call picks a free port; later calls reuse it, so a client or a running target
+    finds the restarted emulator where the old one was, with what was committed before.
+    """
+    started: list[Service] = []
+
+    def start() -> Service:
+        port = int(started[0].url.rsplit(":", 1)[1]) if started else None
+        log = tmp_path / f"emulator-{len(started)}.log"
+        started.append(start_bigquery_emulator(tmp_path / "bq-data", log, port=port))
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
 def bq_dataset(bq_client: bigquery.Client, request: pytest.FixtureRequest) -> Iterator[str]:
     """A uniquely named, empty dataset, deleted with its tables after the test."""
     name = f"t_{request.node.name[:40]}_{uuid.uuid4().hex[:8]}"

@@ -66,7 +66,7 @@ def commit_stream_batch(
     plan, path = item.plan, item.staged.path
     step = f"{batch:06d}_{plan.table[:200]}"
     started = time.monotonic()
-    if plan.method == "append":
+    if plan.method in ("append", "overwrite"):
         load_file(
             runner,
             f"{step}_load",
@@ -75,17 +75,8 @@ def commit_stream_batch(
             plan.load_fields,
             truncate=False,
         )
-        return
-    if plan.method == "overwrite":
-        load_file(
-            runner,
-            f"{step}_load",
-            path,
-            tables.table_id(plan.destination),
-            plan.load_fields,
-            truncate=False,
-        )
-        tables.extend_expiry(plan.destination)
+        if plan.method == "overwrite":
+            tables.extend_expiry(plan.destination)
         return
     staging = staging_table_name(run_id, batch, plan.table)
     tables.create_staging(staging, plan.load_fields)

@@ -6,12 +6,12 @@ import json
 import select
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from dev_services.bigquery_emulator import emulator_client, start_bigquery_emulator
+from dev_services.bigquery_emulator import emulator_client
 from dev_services.process import Service
 from google.cloud import bigquery
 
@@ -196,26 +196,10 @@ def test_closed_stdout_is_reported_as_broken_pipe(
     assert "Traceback" not in result.stderr
 
 
-@pytest.fixture
-def own_emulator(tmp_path: Path) -> Iterator[Callable[[], Service]]:
-    """Start (and restart, on the same port and data) an emulator this test may stop."""
-    started: list[Service] = []
-
-    def start() -> Service:
-        port = int(started[0].url.rsplit(":", 1)[1]) if started else None
-        log = tmp_path / f"emulator-{len(started)}.log"
-        started.append(start_bigquery_emulator(tmp_path / "bq-data", log, port=port))
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.stop()
-
-
 def test_emulator_stopped_mid_run_then_rerun_completes_exactly(
-    own_emulator: Callable[[], Service], data_file: Callable[[str], Path], tmp_path: Path
+    restartable_emulator: Callable[[], Service], data_file: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    emulator = own_emulator()
+    emulator = restartable_emulator()
     client = emulator_client(emulator.url)
     client.create_dataset("crash")
     config = write_config(
@@ -238,7 +222,7 @@ def test_emulator_stopped_mid_run_then_rerun_completes_exactly(
     assert "failed after 2 tries" in result.stderr
     assert result.states == []  # nothing after STATE(10)
 
-    client = emulator_client(own_emulator().url)
+    client = emulator_client(restartable_emulator().url)
     assert ids_committed(client, "crash", 10) == 10  # the last STATE printed is committed
 
     resume = [lines[0], *lines[10:]]  # the tap resumes at its bookmark, re-sending id 10

@@ -13,11 +13,10 @@ import random
 import re
 import resource
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from dev_services.bigquery_emulator import emulator_client, start_bigquery_emulator
+from dev_services.bigquery_emulator import emulator_client
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import table_figures
 from dev_services.process import Service, free_port
@@ -36,22 +35,6 @@ from tests.reliability.pipeline import (
 )
 
 ROWS = 15_000
-
-
-@pytest.fixture
-def own_emulator(tmp_path: Path) -> Iterator[Callable[[], Service]]:
-    """Start, and after a stop start again on the same port and data, an emulator to stop."""
-    started: list[Service] = []
-
-    def start() -> Service:
-        port = int(started[0].url.rsplit(":", 1)[1]) if started else None
-        log = tmp_path / f"emulator-{len(started)}.log"
-        started.append(start_bigquery_emulator(tmp_path / "bq-data", log, port=port))
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.stop()
 
 
 def assert_states_behind(lane: Lane, db: Path, client: bigquery.Client) -> None:
@@ -73,11 +56,11 @@ def assert_exact(lane: Lane, db: Path, client: bigquery.Client) -> None:
 def test_bigquery_gone_mid_run_fails_clearly_and_coming_back_mid_run_is_absorbed(
     tmp_path: Path,
     start_flows_api_service: Callable[..., Service],
-    own_emulator: Callable[[], Service],
+    restartable_emulator: Callable[[], Service],
 ) -> None:
     db = generate_db(tmp_path / "flows.db", ROWS, seed=41)
     api = start_flows_api_service(db)
-    emulator = own_emulator()
+    emulator = restartable_emulator()
     lane = Lane("pipe", tmp_path / "pipe", "service_faults", Sizes())
 
     # Stopped after the first commit and not back before the target's retries run out.
@@ -93,7 +76,7 @@ def test_bigquery_gone_mid_run_fails_clearly_and_coming_back_mid_run_is_absorbed
     assert "Traceback" not in log
     assert lane.saved_state() is None  # run-pipe.sh kept no state from the failed run
 
-    emulator = own_emulator()  # same port, same data: what was committed is still there
+    emulator = restartable_emulator()  # same port, same data: what was committed is still there
     client = emulator_client(emulator.url)
     assert_states_behind(lane, db, client)
     assert table_figures(client, lane.table).rows >= lane.sizes.batch_max_rows
@@ -103,7 +86,7 @@ def test_bigquery_gone_mid_run_fails_clearly_and_coming_back_mid_run_is_absorbed
     printed = lane.printed_log.read_text().count("\n")
     assert wait_until(lambda: lane.printed_log.read_text().count("\n") > printed, 120)
     emulator.stop()
-    emulator = own_emulator()
+    emulator = restartable_emulator()
     code = wait_for_exit(run, timeout=180)
     log = lane.log_of_last_run().read_text()
     assert code == 0, log[-3000:]
