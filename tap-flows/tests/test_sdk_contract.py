@@ -3,10 +3,11 @@
 The speed and the STATE cadence depend on how the SDK calls the hooks tap-flows
 overrides (see README, "Performance"). Most are public; the RECORD fast path also
 replaces four private methods (`_write_record_message`, `_increment_stream_state`,
-`_write_state_message`, `_finalize_state`) and the BATCH path calls
-`_write_starting_replication_value`. An SDK outside the pinned range, a hook whose
-signature moved, or a change in the order the SDK calls them must stop the build here
-rather than silently slow the tap down, change its output or its STATE messages.
+`_write_state_message`, `_finalize_state`), all in `tap_flows/sdk_fast_path.py`, and the
+BATCH path (`tap_flows/batch_mode.py`) calls `_write_starting_replication_value`. An SDK
+outside the pinned range, a hook whose signature moved, a change in the order the SDK
+calls them, or a private override anywhere else must stop the build here rather than
+silently slow the tap down, change its output or its STATE messages.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams._state import StreamStateManager
 
 from tap_flows.client import FlowsAPIStream
+from tap_flows.sdk_fast_path import SDKFastPathMixin
+from tap_flows.streams import FlowsStream
 from tap_flows.tap import TapFlows
 from tap_flows.writer import BlockWriter, record_prefix, record_suffix
 
@@ -76,6 +79,27 @@ def test_overridden_and_called_hooks_keep_their_signature(
     if isinstance(function, classmethod):
         function = function.__func__
     assert list(inspect.signature(function).parameters) == parameters
+
+
+def test_every_private_sdk_method_overridden_is_in_sdk_fast_path() -> None:
+    overrides = {
+        (cls.__module__, name)
+        for cls in FlowsStream.__mro__
+        if cls.__module__.startswith("tap_flows.")
+        for name in vars(cls)
+        if name.startswith("_")
+        and not name.startswith("__")
+        and callable(inspect.getattr_static(RESTStream, name, None))
+    }
+    assert overrides == {
+        (SDKFastPathMixin.__module__, name)
+        for name in (
+            "_write_record_message",
+            "_increment_stream_state",
+            "_write_state_message",
+            "_finalize_state",
+        )
+    }
 
 
 def test_the_sdk_still_reads_the_attributes_the_tap_sets() -> None:
