@@ -12,28 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dev_services.flows_data import generate_db
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def generate_db(path: Path, rows: int, seed: int = 1) -> Path:
-    """A flows database made by `flows-api generate`."""
-    subprocess.run(
-        [
-            str(BIN / "flows-api"),
-            "generate",
-            "--rows",
-            str(rows),
-            "--db",
-            str(path),
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return path
+__all__ = ["generate_db"]
 
 
 def append_rows(path: Path, rows: int) -> None:

@@ -7,39 +7,18 @@ start their own.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dev_services.flows_api import start_flows_api
-from flows_api.db import COLUMNS, Row, connect_writable, create_index, insert_rows
-from flows_api.generate import generate_rows
+from dev_services.flows_data import BLOCK_SIZE, BLOCK_TIME, generate_db, rows_with_block, write_db
+from flows_api.db import COLUMNS
 
 BIN = Path(sys.executable).parent
+__all__ = ["BLOCK_SIZE", "BLOCK_TIME", "generate_db"]
 ROWS = 20_000
-BLOCK_TIME = 500
-BLOCK_SIZE = 5_000
-
-
-def generate_db(path: Path, rows: int, seed: int = 3) -> Path:
-    """A database from `flows-api generate`, as users make them."""
-    subprocess.run(
-        [
-            str(BIN / "flows-api"),
-            "generate",
-            "--rows",
-            str(rows),
-            "--db",
-            str(path),
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def db_rows(path: Path, where: str = "1 = 1", params: tuple = ()) -> list[dict]:
@@ -54,23 +33,9 @@ def db_rows(path: Path, where: str = "1 = 1", params: tuple = ()) -> list[dict]:
         conn.close()
 
 
-def _rows_with_block() -> list[Row]:
-    """3,000 generated rows, then 5,000 rows sharing one time, then 3,000 more."""
-    head = list(generate_rows(3_000, start_time=1, seed=7))
-    block = [
-        (3_001 + i, BLOCK_TIME, i % 7, f"C{i % 50}", "N1", "C1", "443", 6, i + 1, (i + 1) * 60)
-        for i in range(BLOCK_SIZE)
-    ]
-    tail = list(
-        generate_rows(3_000, start_time=BLOCK_TIME + 1, start_id=3_001 + BLOCK_SIZE, seed=7)
-    )
-    assert max(row[1] for row in head) < BLOCK_TIME
-    return head + block + tail
-
-
 @pytest.fixture(scope="session")
 def flows_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_db(tmp_path_factory.mktemp("flows") / "flows.db", ROWS)
+    return generate_db(tmp_path_factory.mktemp("flows") / "flows.db", ROWS, seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +48,7 @@ def flows_api_url(tmp_path_factory: pytest.TempPathFactory, flows_db: Path) -> I
 
 @pytest.fixture(scope="session")
 def block_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("block") / "block.db"
-    conn = connect_writable(path)
-    insert_rows(conn, _rows_with_block())
-    create_index(conn)
-    conn.close()
-    return path
+    return write_db(tmp_path_factory.mktemp("block") / "block.db", rows_with_block())
 
 
 @pytest.fixture(scope="session")
