@@ -6,20 +6,31 @@ When no record needs checking or rewriting, blocks are copied into the staging f
 they are (decompressed, since the emulator rejects gzip uploads and one staging file per
 stream keeps one load job per batch), at memory-copy speed; for merge streams each line
 only gets the arrival-sequence column spliced in front, still without parsing JSON.
+When records need checking against a flat schema, a whole block of lines is checked by one
+msgspec call (`checked_rows`).
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
+
+import msgspec
 
 from target_bigquery_lite.errors import InputError
 
 BLOCK_SIZE = 1 << 20
+# Blocks checked by msgspec are smaller: the ~800 row objects decoded from 128 KiB reuse the
+# memory that the previous block's rows freed, where 1 MiB blocks took fresh pages each time
+# (8x the page faults, +0.15 s of system time per million rows).
+CHECK_BLOCK_SIZE = 1 << 17
 GZIP_MAGIC = b"\x1f\x8b"
+# A line that does not start with "{" (blank or indented), after the block's first line.
+_ODD_LINE = re.compile(rb"\n[^{]")
 
 
 def manifest_path(url: str, stream: str) -> Path:
@@ -49,16 +60,30 @@ def open_batch_file(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+def iter_blocks(path: Path, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """A batch file in blocks of whole lines, each block ending with a newline.
+
+    Blocks are about `size` bytes (more when a line is longer); an unterminated last line
+    gets its newline here.
+    """
+    with open_batch_file(path) as source:
+        pending: list[bytes] = []
+        while block := source.read(size):
+            cut = block.rfind(b"\n") + 1
+            if not cut:  # inside a long line
+                pending.append(block)
+                continue
+            head = block if cut == len(block) else block[:cut]
+            yield b"".join([*pending, head]) if pending else head
+            pending = [block[cut:]] if cut < len(block) else []
+        if pending:
+            yield b"".join(pending) + b"\n"
+
+
 def iter_lines(path: Path) -> Iterator[bytes]:
     """The non-blank lines of a batch file, read block by block."""
-    with open_batch_file(path) as source:
-        tail = b""
-        while block := source.read(BLOCK_SIZE):
-            lines = (tail + block).split(b"\n")
-            tail = lines.pop()
-            yield from (line for line in lines if line.strip())
-        if tail.strip():
-            yield tail
+    for block in iter_blocks(path):
+        yield from (line for line in block.split(b"\n") if line.strip())
 
 
 def copy_rows(path: Path, write: Callable[[bytes], object]) -> int:
@@ -95,3 +120,20 @@ def copy_rows_with_sequence(
         write(b"%s%d%s%s\n" % (prefix, seq, separator, rest))
         seq += 1
     return seq - first_seq
+
+
+def checked_rows(block: bytes, decode: Callable[[bytes], list[Any]]) -> list[Any] | None:
+    """The rows of `block` if `decode` accepts each of its lines as one row; else None.
+
+    `decode` is a msgspec `decode_lines` (see `validate.block_decoder`). None also for a
+    block with a line that does not start with "{" (a blank or indented line) or that holds
+    several values, which msgspec would count differently from the row path: such blocks
+    must be checked row by row.
+    """
+    if block[:1] != b"{" or _ODD_LINE.search(block):
+        return None
+    try:
+        rows = decode(block)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+        return None
+    return rows if len(rows) == block.count(b"\n") else None

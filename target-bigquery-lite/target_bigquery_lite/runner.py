@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 import orjson
 
 from target_bigquery_lite import batch_files, messages
+from target_bigquery_lite.batch_rows import stage_batch_file
 from target_bigquery_lite.committer import Batch, StreamBatch
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import InputError, RecordError, StagingError
-from target_bigquery_lite.merge import SEQUENCE_COLUMN
+from target_bigquery_lite.errors import InputError, RecordError
 from target_bigquery_lite.progress import Progress
 from target_bigquery_lite.reader import LineReader
 from target_bigquery_lite.stage import StageWriter, StagingArea
@@ -195,41 +195,9 @@ class Runner:
             self._make_versioned(stream)
         for url in message.manifest:
             path = batch_files.manifest_path(url, message.stream)
-            if stream.raw_batches_ok:
-                self._copy_batch_file(stream, path)
-            else:
-                for row_no, line in enumerate(batch_files.iter_lines(path), 1):
-                    record = messages.parse_line(line, row_no)
-                    self.seq += 1
-                    try:
-                        stream.stage(record, raw, self.seq)
-                    except RecordError as exc:
-                        raise RecordError(f"{exc} ({path} line {row_no})") from None
+            self.seq = stage_batch_file(stream, path, raw, self.seq)
             if self.seq >= self.flush_at:
                 self._flush("batch_max_rows")
-
-    def _copy_batch_file(self, stream: Stream, path: Path) -> None:
-        if stream.writer is None:
-            assert stream.open_writer is not None
-            stream.writer = stream.open_writer(self.seq + 1)
-        writer = stream.writer
-        try:
-            if stream.sequenced:
-                rows = batch_files.copy_rows_with_sequence(
-                    path, writer.write, SEQUENCE_COLUMN, self.seq + 1, stream.message.stream
-                )
-            else:
-                rows = batch_files.copy_rows(path, writer.write)
-        except OSError as exc:
-            if exc.filename is not None:  # reading the batch file, not writing the staging one
-                raise InputError(
-                    f"BATCH for stream '{stream.message.stream}': cannot read {path}: "
-                    f"{exc.strerror or exc}"
-                ) from None
-            raise StagingError.writing(writer.path, exc) from None
-        self.seq += rows
-        writer.rows += rows
-        stream.counts.received += rows
 
     # --- flushing -------------------------------------------------------------------------
 

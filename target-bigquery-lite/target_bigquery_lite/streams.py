@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from google.cloud.bigquery import SchemaField
 
@@ -33,6 +34,7 @@ from target_bigquery_lite.validate import (
     VALIDATION_ERRORS,
     ValidationFailure,
     Validator,
+    block_decoder,
     check_schema,
     compile_validator,
     explain,
@@ -81,6 +83,7 @@ class Stream:
     received_at: str = ""
     plan: TablePlan | None = None
     writer: StageWriter | None = None
+    flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False)
     open_writer: Callable[[int], StageWriter] | None = field(default=None, repr=False)
 
     @property
@@ -89,16 +92,26 @@ class Stream:
         return self.method == "merge"
 
     @property
+    def rows_unchanged(self) -> bool:
+        """Whether rows are staged as they arrive (no names to sanitize, no columns to add)."""
+        return self.renamer is None and not (self.metadata or self.versioned)
+
+    @property
     def raw_batches_ok(self) -> bool:
         """Whether BATCH files can be copied without parsing (nothing to check or rewrite).
 
         Null keys in such rows are caught by the MERGE itself (see `build_merge_sql`).
         """
-        return (
-            self.validator is None
-            and self.renamer is None
-            and not (self.metadata or self.versioned)
-        )
+        return self.validator is None and self.rows_unchanged
+
+    @property
+    def batch_decoder(self) -> msgspec.json.Decoder | None:
+        """The decoder checking BATCH rows a block at a time, if rows are staged as they are.
+
+        None: no flat schema (see `validate.block_decoder`), or rows need rewriting; BATCH
+        rows are then checked and staged one by one.
+        """
+        return self.flat_decoder if self.validator is not None and self.rows_unchanged else None
 
     def all_wanted(self) -> tuple[SchemaField, ...]:
         """The columns this stream's records fill: properties, metadata, version."""
@@ -243,6 +256,7 @@ def build_stream(message: SchemaMessage, settings: Settings, counts: StreamCount
     validator = compile_validator(message.schema, stream) if settings.validate_records else None
     guaranteed = _guaranteed_keys(message.schema) if validator is not None else set()
     unchecked = tuple(k for k in message.key_properties if k not in guaranteed)
+    merge_keys = unchecked if method == "merge" else ()
     return Stream(
         message=message,
         table=table,
@@ -251,9 +265,10 @@ def build_stream(message: SchemaMessage, settings: Settings, counts: StreamCount
         key_columns=key_columns if method == "merge" else (),
         validator=validator,
         renamer=mapped.renamer,
-        unchecked_keys=unchecked if method == "merge" else (),
+        unchecked_keys=merge_keys,
         metadata=settings.add_metadata_columns,
         counts=counts,
+        flat_decoder=_block_decoder(message.schema, method, merge_keys) if validator else None,
     )
 
 
@@ -264,6 +279,13 @@ def _load_method(settings: Settings, stream: str, keys: tuple[str, ...]) -> str:
         log.warning("stream '%s' has no key properties: appending instead of merging", stream)
         return "append"
     return settings.load_method
+
+
+def _block_decoder(
+    schema: dict[str, Any], method: str, keys: tuple[str, ...]
+) -> msgspec.json.Decoder | None:
+    """`validate.block_decoder` for the stream: merges also stage the arrival order."""
+    return block_decoder(schema, keys, SEQUENCE_COLUMN if method == "merge" else None)
 
 
 def _guaranteed_keys(schema: dict[str, Any]) -> set[str]:
