@@ -18,7 +18,7 @@ on free loopback ports, then runs each configuration in turn:
 
 For each: records/s (wall clock, process start to exit), CPU seconds per million records
 (user+sys of the tap and the target, from the kernel's rusage of each process), the max RSS
-of each process (rusage, exact rather than sampled), the CPU the services used meanwhile,
+of each process (sampled every 0.1 s), the CPU the services used meanwhile,
 and the row check: BigQuery's table (or target-jsonl's file) against the source database
 (rows, distinct ids, time range, sum(byte_count)). A run that lost or duplicated rows is
 marked FAILED, whatever its speed. Results are prepended to bench/RESULTS.md (newest
@@ -30,211 +30,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
-import psutil
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import Figures, source_figures, table_figures
 from dev_services.process import ROOT, Service
 from google.api_core.exceptions import NotFound
 
+from bench.checks import compare, jsonl_figures, tap_record_count
 from bench.paper import paper_estimate
-from bench.report import Result, write_results
+from bench.processes import Stage, run_pipeline, service_cpu
+from bench.report import Result, machine, write_results
 
 BIN = Path(sys.executable).parent
 Z3_BIN = ROOT / ".venv-z3" / "bin" / "target-bigquery"
 JSONL_BIN = ROOT / ".venv-jsonl" / "bin" / "target-jsonl"
 Z3_SHIM = ROOT / "bench" / "z3_shim"
-RUN_TIMEOUT = 4 * 3600
 CONFIGS = ("tap", "target", "record", "batch", "jsonl", "z3", "meltano", "backfill")
 BATCH_FILE_ROWS = 100_000
 Z3_BATCH_ROWS = 100_000
 """z3's `batch_size` (rows per load job). Its default, 500, makes one load job per 500 rows
 (~5,000 records/s here); 100,000 is closer to this target's 500,000 and to its best case."""
-
-
-@dataclass
-class Proc:
-    """One process of a run: its role, exit code, CPU (rusage) and max RSS (sampled)."""
-
-    name: str
-    code: int
-    cpu: float
-    max_rss_mb: float = 0.0
-
-
-@dataclass
-class Stage:
-    """One process of a pipeline."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-
-
-ROLES = (("tap-flows", "tap"), ("target-", "target"))
-"""Executable names (prefixes) -> role, for processes started by meltano or backfill.py."""
-
-
-class RssSampler(threading.Thread):
-    """Samples the RSS of a run's processes and their children every SAMPLE_SECONDS.
-
-    rusage's max RSS cannot be used: a child forked from this (large) Python process
-    inherits its high-water mark, so every child would report at least the bench's own
-    RSS. Sampling reads each process's own resident memory; the peaks of the processes
-    measured here last far longer than a sampling interval (memory is flat by design).
-    """
-
-    SAMPLE_SECONDS = 0.1
-
-    def __init__(self, roots: dict[int, str]) -> None:
-        """Watch the processes `roots` (pid -> stage name) and everything they start."""
-        super().__init__(daemon=True)
-        self.roots = roots
-        self.peaks: dict[str, float] = {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        """Sample until `done` is set."""
-        while not self.done.wait(self.SAMPLE_SECONDS):
-            self.sample()
-
-    def sample(self) -> None:
-        """One look at every watched process."""
-        for pid, stage in self.roots.items():
-            try:
-                root = psutil.Process(pid)
-                tree = [(root, stage)] + [(c, role(c, stage)) for c in root.children(True)]
-            except psutil.NoSuchProcess:
-                continue
-            for process, name in tree:
-                try:
-                    rss = process.memory_info().rss / 2**20
-                except psutil.NoSuchProcess:
-                    continue
-                self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
-
-
-def role(process: psutil.Process, default: str) -> str:
-    """`tap` or `target` for a tap or target started by a stage, else the stage's name."""
-    try:
-        command = " ".join(Path(arg).name for arg in process.cmdline()[:2])
-    except psutil.Error:
-        return default
-    for prefix, name in ROLES:
-        if any(part.startswith(prefix) for part in command.split()):
-            return name
-    return f"{default} ({Path(process.cmdline()[0]).name})" if process.cmdline() else default
-
-
-def run_pipeline(
-    stages: Sequence[Stage], log: Path, *, stdout: Path | None = None
-) -> tuple[float, list[Proc]]:
-    """Run `stages` as one pipe; return the wall time and each process's figures.
-
-    CPU comes from `os.wait4`'s rusage (user+sys of the process and of the children it
-    waited for: meltano's tap and target, backfill's pipes); max RSS from `RssSampler`.
-    A watchdog kills the whole run after RUN_TIMEOUT.
-    """
-    started = time.monotonic()
-    processes: list[subprocess.Popen[bytes]] = []
-    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
-        previous: IO[bytes] | None = None
-        for number, stage in enumerate(stages):
-            last = number == len(stages) - 1
-            process = subprocess.Popen(
-                stage.argv,
-                stdin=previous if previous is not None else subprocess.DEVNULL,
-                stdout=out if last else subprocess.PIPE,
-                stderr=err,
-                env={**os.environ, **stage.env},
-                cwd=stage.cwd,
-                start_new_session=True,
-            )
-            if previous is not None:
-                previous.close()
-            previous = process.stdout
-            processes.append(process)
-        sampler = RssSampler({p.pid: s.name for p, s in zip(processes, stages, strict=True)})
-        sampler.start()
-        watchdog = threading.Timer(RUN_TIMEOUT, kill_all, args=(processes,))
-        watchdog.start()
-        procs = []
-        for stage, process in zip(stages, processes, strict=True):
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            procs.append(Proc(stage.name, process.returncode, usage.ru_utime + usage.ru_stime))
-        watchdog.cancel()
-        sampler.done.set()
-        sampler.join()
-    seconds = time.monotonic() - started
-    for proc in procs:
-        proc.max_rss_mb = sampler.peaks.pop(proc.name, 0.0)
-    procs += [Proc(name, 0, 0.0, rss) for name, rss in sampler.peaks.items()]
-    return seconds, procs
-
-
-def kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """The watchdog: stop a run that hangs."""
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def service_cpu(services: Sequence[Service]) -> float:
-    """User+sys CPU seconds used so far by the services and their children (gunicorn workers)."""
-    total = 0.0
-    for service in services:
-        try:
-            root = psutil.Process(service.pid)
-            for process in [root, *root.children(recursive=True)]:
-                times = process.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def jsonl_figures(folder: Path) -> Figures:
-    """The same figures as `flows_check`, from target-jsonl's output files."""
-    ids: set[int] = set()
-    rows = total = 0
-    low: int | None = None
-    high: int | None = None
-    for path in folder.glob("flows*.jsonl"):
-        with open(path, "rb") as lines:
-            for line in lines:
-                row = orjson.loads(line)
-                rows += 1
-                ids.add(row["id"])
-                total += row["byte_count"]
-                low = row["time"] if low is None else min(low, row["time"])
-                high = row["time"] if high is None else max(high, row["time"])
-    return Figures(rows, len(ids), low, high, total if rows else None)
-
-
-def tap_record_count(log: Path) -> int | None:
-    """The tap's own `record_count` metric (singer-sdk logs it at the end), from its log."""
-    count = None
-    for line in log.read_text(errors="replace").splitlines():
-        if '"metric":"record_count"' in line:
-            count = json.loads(line[line.index("{") :])["value"]
-    return count
 
 
 class Bench:
@@ -605,13 +429,6 @@ class Bench:
                 step()
 
 
-def compare(actual: Figures, expected: Figures | None) -> tuple[bool, str]:
-    """Whether a destination holds exactly the source rows, and a one-line account."""
-    if actual == expected:
-        return True, f"{actual.rows:,} rows = source"
-    return False, f"got {actual.describe()}; source {expected.describe() if expected else '?'}"
-
-
 def slug(name: str) -> str:
     """A file-name-safe form of a configuration name."""
     kept = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
@@ -621,28 +438,6 @@ def slug(name: str) -> str:
 def say(text: str) -> None:
     """Progress on stdout."""
     print(text, flush=True)
-
-
-def machine() -> dict[str, str]:
-    """What the figures were measured on."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return {
-        "cores": str(os.cpu_count()),
-        "cpu": model,
-        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
-        "os": platform.platform(terse=True),
-        "python": platform.python_version(),
-        "singer_sdk": metadata.version("singer-sdk"),
-        "load": f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}",
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

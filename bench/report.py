@@ -6,14 +6,18 @@ it; the plot shows the latest run only.
 
 from __future__ import annotations
 
+import os
+import platform
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import matplotlib as mpl
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
+import psutil
 from matplotlib.ticker import FuncFormatter
 
 HERE = Path(__file__).resolve().parent
@@ -194,3 +198,25 @@ def plot(results: list[Result], started: datetime, rows: int) -> None:
     figure.tight_layout()
     figure.savefig(PLOT, dpi=110)
     plt.close(figure)
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "singer_sdk": metadata.version("singer-sdk"),
+        "load": f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}",
+    }
