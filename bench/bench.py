@@ -166,6 +166,7 @@ class Bench:
             "dataset": dataset,
             "api_endpoint": self.bq.url,
             "staging_dir": str(self.work / "staging"),
+            "batch_roots": [str(self.work)],
             **extra,
         }
         return self.write(f"target-{dataset}.json", settings)

@@ -70,6 +70,7 @@ def test_batch_mode_loads_the_same_rows_as_record_mode(
         "api_endpoint": bigquery_emulator.url,
         "staging_dir": str(tmp_path / "staging"),
         "batch_max_rows": 8_000,  # several target batches: states are released as they commit
+        "batch_roots": [str(tmp_path)],
     }
     tap = {"api_url": flows_api_url, "page_size": 3_000}
     batches = tmp_path / "batches"

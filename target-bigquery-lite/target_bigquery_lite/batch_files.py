@@ -13,7 +13,9 @@ msgspec call (`checked_rows`).
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import msgspec
 
 from target_bigquery_lite.errors import InputError
+from target_bigquery_lite.identifiers import shown
 
 BLOCK_SIZE = 1 << 20
 # Blocks checked by msgspec are smaller: the ~800 row objects decoded from 128 KiB reuse the
@@ -33,22 +36,56 @@ GZIP_MAGIC = b"\x1f\x8b"
 _ODD_LINE = re.compile(rb"\n[^{]")
 
 
-def manifest_path(url: str, stream: str) -> Path:
-    """The local path of a manifest entry.
+def manifest_path(url: str, stream: str, roots: tuple[str, ...]) -> Path:
+    """The local path of a manifest entry, once it is known to lie inside `roots`.
+
+    A manifest names files the target will read and load into a table, so it must not be
+    able to name any file the target can read (a credentials file, say): the path, with
+    symlinks resolved, must be inside one of the configured `batch_roots`. Nothing outside
+    them is opened, or even looked for.
 
     Raises:
-        InputError: for anything but an existing `file://` URL (or a plain absolute path).
+        InputError: for anything but a `file://` URL (or a plain absolute path) inside the
+            roots, or a file that does not exist.
     """
     parsed = urlparse(url)
     if parsed.scheme not in ("file", "") or parsed.netloc not in ("", "localhost"):
         raise InputError(
-            f"BATCH for stream '{stream}': {url} is not a local file:// URL "
+            f"BATCH for stream '{shown(stream)}': {url[:300]} is not a local file:// URL "
             "(only local batch files are supported)"
         )
     path = Path(unquote(parsed.path))
-    if not path.is_absolute() or not path.is_file():
-        raise InputError(f"BATCH for stream '{stream}': batch file {path} does not exist")
-    return path
+    if not path.is_absolute():
+        raise InputError(
+            f"BATCH for stream '{shown(stream)}': batch file {path} is not an absolute path"
+        )
+    if not roots:
+        raise InputError(
+            f"BATCH for stream '{shown(stream)}': batch files are read only from the "
+            "folders listed in the batch_roots setting, and it is empty; set it to the tap's "
+            "batch folder (its batch_config storage root)"
+        )
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(root) for root in roots):
+        raise InputError(
+            f"BATCH for stream '{shown(stream)}': {path} is outside batch_roots "
+            f"({', '.join(roots)}); refusing to read it"
+        )
+    if not real.is_file():
+        raise InputError(f"BATCH for stream '{shown(stream)}': batch file {path} does not exist")
+    return real
+
+
+def unreadable(stream: str, path: Path, exc: BaseException) -> InputError:
+    """The error for a batch file that cannot be read to its end: gone, truncated, corrupt."""
+    if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
+        return InputError(
+            f"BATCH for stream '{shown(stream)}': {path} is not a complete gzip file "
+            f"({exc}); the tap "
+            "wrote it only in part, or it was damaged since"
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return InputError(f"BATCH for stream '{shown(stream)}': cannot read {path}: {reason}")
 
 
 def open_batch_file(path: Path) -> BinaryIO:
@@ -86,40 +123,45 @@ def iter_lines(path: Path) -> Iterator[bytes]:
         yield from (line for line in block.split(b"\n") if line.strip())
 
 
-def copy_rows(path: Path, write: Callable[[bytes], object]) -> int:
-    """Copy a batch file's rows unchanged into a staging file; return how many there were."""
-    rows = 0
+def raw_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """A batch file's rows unchanged, as (block, rows in it); the last line gets its newline."""
     last = b"\n"
     with open_batch_file(path) as source:
         while block := source.read(BLOCK_SIZE):
-            write(block)
-            rows += block.count(b"\n")
+            rows = block.count(b"\n")
             last = block[-1:]
+            yield block, rows
     if last != b"\n":
-        write(b"\n")
-        rows += 1
-    return rows
+        yield b"\n", 1
 
 
-def copy_rows_with_sequence(
-    path: Path, write: Callable[[bytes], object], column: str, first_seq: int, stream: str
-) -> int:
-    """Copy rows, putting `"<column>": <seq>` first in each object; return the row count.
+def blocks_with_sequence(
+    path: Path, column: str, first_seq: int, stream: str
+) -> Iterator[tuple[bytes, int]]:
+    """Rows with `"<column>": <seq>` put first in each object, as (block, rows in it).
 
     Raises:
         InputError: when a line is not a JSON object.
     """
     prefix = b'{"' + column.encode() + b'":'
-    seq = first_seq
-    for line_no, line in enumerate(iter_lines(path), start=1):
-        body = line.strip()
-        if body[:1] != b"{":
-            raise InputError(f"BATCH for '{stream}': {path} line {line_no} is not a JSON object")
-        rest = body[1:].lstrip()
-        separator = b"" if rest[:1] == b"}" else b","
-        write(b"%s%d%s%s\n" % (prefix, seq, separator, rest))
-        seq += 1
-    return seq - first_seq
+    seq, line_no = first_seq, 0
+    for block in iter_blocks(path):
+        out = []
+        for line in block.split(b"\n"):
+            body = line.strip()
+            if not body:
+                continue
+            line_no += 1
+            if body[:1] != b"{":
+                raise InputError(
+                    f"BATCH for '{shown(stream)}': {path} line {line_no} is not a JSON object"
+                )
+            rest = body[1:].lstrip()
+            separator = b"" if rest[:1] == b"}" else b","
+            out.append(b"%s%d%s%s\n" % (prefix, seq, separator, rest))
+            seq += 1
+        if out:
+            yield b"".join(out), len(out)
 
 
 def checked_rows(block: bytes, decode: Callable[[bytes], list[Any]]) -> list[Any] | None:

@@ -1,11 +1,10 @@
 """Commit batches in one background thread, one at a time, while the next batch is staged.
 
-A batch is every stream's staging file at one flush. The thread commits them in order:
-
-* `merge`: load into an expiring per-batch staging table, MERGE into the final table on the
-  key properties (latest arrival wins), drop the staging table;
-* `append`: load straight into the final table (a load job is atomic);
-* `overwrite`: load into the run's staging table; it replaces the final table at the end.
+A batch is every stream's staging file at one flush. The thread commits each stream's part
+with the stream's load method (`TablePlan.method.commit`), in order. When a batch is done it
+goes on the `done` queue and one byte is written to the wake-up pipe, so the runner (which
+waits on its input and on that pipe) takes it from there: the committer never calls back
+into the runner, and only the main thread writes states.
 
 Queue depth one: `submit` first waits for the previous batch, so at most one batch is in
 flight, disk use is bounded by two batches, and commits happen in input order, which is what
@@ -14,22 +13,14 @@ lets a single watermark (see `state.py`) decide which STATE may go out.
 
 from __future__ import annotations
 
-import logging
+import os
+import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from target_bigquery_lite.errors import TargetError
-from target_bigquery_lite.identifiers import quote_table
-from target_bigquery_lite.jobs import JobRunner
-from target_bigquery_lite.load import load_file
-from target_bigquery_lite.merge import SEQUENCE_COLUMN, build_merge_sql
+from target_bigquery_lite.load_methods import TablePlan
 from target_bigquery_lite.stage import StagedFile
-from target_bigquery_lite.streams import TablePlan
-from target_bigquery_lite.tables import Tables
-
-log = logging.getLogger("target_bigquery_lite")
 
 
 @dataclass(frozen=True)
@@ -49,65 +40,6 @@ class Batch:
     streams: tuple[StreamBatch, ...]
 
 
-def staging_table_name(run_id: str, batch: int, table: str) -> str:
-    """The per-batch staging table of a merge stream (deterministic, so retries reuse it)."""
-    return f"_bqlite_stage_{run_id}_{batch:06d}_{table}"[:1024]
-
-
-def overwrite_table_name(run_id: str, table: str) -> str:
-    """The run's staging table of an overwrite stream."""
-    return f"_bqlite_overwrite_{run_id}_{table}"[:1024]
-
-
-def commit_stream_batch(
-    runner: JobRunner, tables: Tables, run_id: str, batch: int, item: StreamBatch
-) -> None:
-    """Load one stream's staged file and, for merge, MERGE it into its final table."""
-    plan, path = item.plan, item.staged.path
-    step = f"{batch:06d}_{plan.table[:200]}"
-    started = time.monotonic()
-    if plan.method in ("append", "overwrite"):
-        load_file(
-            runner,
-            f"{step}_load",
-            path,
-            tables.table_id(plan.destination),
-            plan.load_fields,
-            truncate=False,
-        )
-        if plan.method == "overwrite":
-            tables.extend_expiry(plan.destination)
-        return
-    staging = staging_table_name(run_id, batch, plan.table)
-    tables.create_staging(staging, plan.load_fields)
-    load_file(
-        runner, f"{step}_load", path, tables.table_id(staging), plan.load_fields, truncate=True
-    )
-    loaded = time.monotonic()
-    columns = [field.name for field in plan.load_fields if field.name != SEQUENCE_COLUMN]
-    sql = build_merge_sql(
-        quote_table(tables.project, tables.dataset, plan.table),
-        quote_table(tables.project, tables.dataset, staging),
-        plan.keys,
-        columns,
-    )
-    runner.query(f"{step}_merge", sql)
-    merged = time.monotonic()
-    try:
-        tables.drop(staging)
-    except TargetError as exc:  # committed already; the expiration removes it later
-        log.warning("could not drop staging table %s (it expires by itself): %s", staging, exc)
-    log.info(
-        "batch %d %s: %d rows loaded in %.2f s, merged in %.2f s, staging dropped in %.2f s",
-        batch,
-        plan.table,
-        item.staged.rows,
-        loaded - started,
-        merged - loaded,
-        time.monotonic() - merged,
-    )
-
-
 class Committer:
     """A daemon thread that runs `commit(batch)` for one batch at a time."""
 
@@ -118,6 +50,9 @@ class Committer:
         self._queued: Batch | None = None
         self._busy = False
         self._error: BaseException | None = None
+        self.done: queue.SimpleQueue[Batch] = queue.SimpleQueue()
+        self.wake_fd, self._wake_write = os.pipe()
+        os.set_blocking(self.wake_fd, False)
         self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
         self._thread.start()
 
@@ -127,9 +62,9 @@ class Committer:
         return self._busy
 
     def submit(self, batch: Batch) -> None:
-        """Hand over a batch after the previous one is committed (raises its failure)."""
-        self.wait()
+        """Hand over a batch; the previous one must be done (see `wait`)."""
         with self._lock:
+            assert not self._busy, "submit() while a batch is in flight"
             self._queued = batch
             self._busy = True
             self._lock.notify_all()
@@ -146,6 +81,15 @@ class Committer:
         if self._error is not None:
             raise self._error
 
+    def committed(self) -> list[Batch]:
+        """The batches committed since the last call, oldest first."""
+        batches = []
+        while True:
+            try:
+                batches.append(self.done.get_nowait())
+            except queue.Empty:
+                return batches
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -155,9 +99,11 @@ class Committer:
             try:
                 if self._error is None:
                     self._commit(batch)
+                    self.done.put(batch)
             except BaseException as exc:  # handed to the main thread by check()
                 self._error = exc
             finally:
                 with self._lock:
                     self._busy = False
                     self._lock.notify_all()
+                os.write(self._wake_write, b"x")

@@ -7,15 +7,18 @@ and the README's settings table, so documentation cannot drift from the code.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import orjson
 
 from target_bigquery_lite.errors import ConfigError
+from target_bigquery_lite.identifiers import PROJECT_RE
 
 LOAD_METHODS = ("merge", "append", "overwrite")
 DEFAULT_BATCH_MAX_ROWS = 500_000
@@ -24,7 +27,6 @@ DEFAULT_BATCH_MAX_SECONDS = 300.0
 DEFAULT_MAX_RETRIES = 5
 MAX_CLUSTER_FIELDS = 4
 
-_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,100}$")
 
@@ -114,6 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Retries of a transient BigQuery failure (exponential backoff) before giving up.",
         DEFAULT_MAX_RETRIES,
     ),
+    Setting(
+        "batch_roots",
+        "array",
+        "Folders (absolute paths or `file://` URLs) that BATCH manifests may point into, e.g. "
+        "the tap's `batch_config.storage.root`; a file anywhere else (symlinks resolved) is "
+        "refused before it is read. Unset: BATCH messages are refused.",
+    ),
 )
 _KNOWN = {setting.name for setting in SETTINGS}
 
@@ -138,6 +147,7 @@ class Settings:
     table_prefix: str = ""
     add_metadata_columns: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
+    batch_roots: tuple[str, ...] = ()
 
 
 def load_settings(path: Path) -> tuple[Settings, list[str]]:
@@ -163,7 +173,13 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         if not values.get(key):
             raise ConfigError(f"config: '{key}' is required")
     settings = Settings(
-        project=_pattern(values, "project", _PROJECT_RE, "a Google Cloud project id"),
+        project=_pattern(
+            values,
+            "project",
+            PROJECT_RE,
+            "a Google Cloud project id: lowercase letters, digits and hyphens, starting with a "
+            "letter (optionally after 'domain.com:')",
+        ),
         dataset=_pattern(values, "dataset", _DATASET_RE, "letters, digits and underscores"),
         location=_string(values, "location"),
         credentials_path=_credentials(values),
@@ -181,6 +197,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         else "",
         add_metadata_columns=_boolean(values, "add_metadata_columns", default=False),
         max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
+        batch_roots=_batch_roots(values),
     )
     return settings, warnings
 
@@ -256,3 +273,18 @@ def _cluster_fields(values: dict[str, Any]) -> tuple[str, ...]:
             f"config: 'cluster_fields' must be a list of at most {MAX_CLUSTER_FIELDS} column names"
         )
     return tuple(fields)
+
+
+def _batch_roots(values: dict[str, Any]) -> tuple[str, ...]:
+    roots = values.get("batch_roots", [])
+    if isinstance(roots, str):  # one folder, or a JSON list in an environment variable
+        roots = orjson.loads(roots) if roots.lstrip().startswith("[") else [roots]
+    if not isinstance(roots, list) or not all(isinstance(root, str) and root for root in roots):
+        raise ConfigError("config: 'batch_roots' must be a list of folders")
+    resolved = []
+    for root in roots:
+        path = Path(unquote(urlparse(root).path) if root.startswith("file://") else root)
+        if not path.is_absolute():
+            raise ConfigError(f"config: batch_roots entry {root!r} is not an absolute path")
+        resolved.append(os.path.realpath(path))
+    return tuple(resolved)

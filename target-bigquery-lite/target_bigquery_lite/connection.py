@@ -27,8 +27,10 @@ def uses_emulator(settings: Settings) -> bool:
     return bool(settings.api_endpoint or os.environ.get(EMULATOR_ENV))
 
 
-def make_client(settings: Settings) -> bigquery.Client:
+def make_client(settings: Settings, location: str | None = None) -> bigquery.Client:
     """A client for the configured project, endpoint and credentials.
+
+    Jobs are created and looked up in `location` (the dataset's), else `settings.location`.
 
     Raises:
         ConfigError: when credentials cannot be loaded or found.
@@ -37,7 +39,7 @@ def make_client(settings: Settings) -> bigquery.Client:
     return bigquery.Client(
         project=settings.project,
         credentials=_credentials(settings),
-        location=settings.location,
+        location=location or settings.location,
         client_options=options,
     )
 

@@ -8,6 +8,9 @@ cannot drift between call sites.
 
 from __future__ import annotations
 
+import errno
+import resource
+
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -73,14 +76,32 @@ class RecordError(InputError):
 class StagingError(TargetError):
     """A staging file cannot be written: disk full, file size limit, `staging_dir` unusable."""
 
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        """`errno` is the failed call's, so the caller can tell a full disk."""
+        super().__init__(message)
+        self.errno = errno
+
     @classmethod
     def writing(cls, path: object, exc: OSError) -> StagingError:
         """The error for a failed write (or create, or flush) of the staging file `path`."""
         reason = exc.strerror or str(exc)
-        return cls(
-            f"cannot write staging file {path}: {reason} (errno {exc.errno}); free space in "
-            "staging_dir, raise the file size limit, or point staging_dir at another disk"
+        return cls(f"cannot write staging file {path}: {reason} (errno {exc.errno}); "
+                   f"{_staging_hint(exc.errno)}", exc.errno)  # fmt: skip
+
+
+def _staging_hint(number: int | None) -> str:
+    """What to do about a failed staging write, by its cause."""
+    if number in (errno.EMFILE, errno.ENFILE):
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (
+            f"the process may open at most {soft} files (ulimit -n): raise that limit; the "
+            "target keeps at most a quarter of it open for staging files"
         )
+    if number == errno.EFBIG:
+        return "a file size limit (ulimit -f) stopped it: raise the limit or lower batch_max_bytes"
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free space in staging_dir, or point staging_dir at another disk"
+    return "check staging_dir: it must be a writable folder on a disk with room for two batches"
 
 
 class SchemaChangeError(TargetError):

@@ -6,6 +6,8 @@ sequence column when loading straight into a final table) does not fail the load
 
 The client uploads files in resumable chunks that it holds in memory; its 100 MB default
 would be most of the target's memory budget, so chunks are 8 MiB (`set_upload_chunk_size`).
+Each upload request has a timeout, so a stalled connection fails (and is retried) instead
+of hanging.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import google.cloud.bigquery.client as bigquery_client_module
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
 
-from target_bigquery_lite.jobs import JobRunner
+from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner
 
 UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 
@@ -36,12 +38,12 @@ def load_file(
     runner: JobRunner,
     name: str,
     path: Path,
-    table_id: str,
+    destination: bigquery.TableReference,
     fields: tuple[SchemaField, ...],
     *,
     truncate: bool,
 ) -> bigquery.LoadJob:
-    """Load `path` into `table_id` as the job for step `name`; wait until it is done.
+    """Load `path` into `destination` as the job for step `name`; wait until it is done.
 
     `truncate` replaces the table's rows (staging tables, so a retried load cannot double
     them); otherwise rows are appended, at most once thanks to the deterministic job id.
@@ -61,9 +63,17 @@ def load_file(
     def start(job_id: str) -> bigquery.LoadJob:
         with path.open("rb") as source:
             return runner.client.load_table_from_file(
-                source, table_id, job_id=job_id, job_config=config, num_retries=0
+                source,
+                destination,
+                job_id=job_id,
+                job_config=config,
+                num_retries=0,
+                timeout=API_TIMEOUT_SECONDS,
             )
 
-    job = runner.run(name, start)
+    def is_ours(job: bigquery.LoadJob) -> bool:
+        return getattr(job, "destination", None) == destination
+
+    job = runner.run(name, start, is_ours)
     assert isinstance(job, bigquery.LoadJob)
     return job

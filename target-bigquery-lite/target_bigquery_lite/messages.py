@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from target_bigquery_lite.errors import InputError
+from target_bigquery_lite.identifiers import shown
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,6 @@ class SchemaMessage:
     stream: str
     schema: dict[str, Any]
     key_properties: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StateMessage:
-    """A state value to pass on once everything before it is committed."""
-
-    value: Any
 
 
 @dataclass(frozen=True)
@@ -50,8 +44,8 @@ class BatchMessage:
     manifest: tuple[str, ...]
 
 
-def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
-    """Decode one input line into a message dict.
+def parse_line(line: bytes, line_no: int, source: str = "input") -> dict[str, Any]:
+    """Decode one line (of the input, or of the batch file `source`) into a dict.
 
     orjson first (fast); the standard library for what orjson refuses but Python taps
     emit: NaN and Infinity, which become null.
@@ -65,33 +59,14 @@ def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
         try:
             message = json.loads(line, parse_constant=lambda _: None)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"input line {line_no} is not valid JSON: {exc}") from None
+            raise InputError(f"{source} line {line_no} is not valid JSON: {exc}") from None
         except RecursionError:
             raise InputError(
-                f"input line {line_no} nests objects or arrays too deeply to parse "
+                f"{source} line {line_no} nests objects or arrays too deeply to parse "
                 "(more than about 1,000 levels)"
             ) from None
     if not isinstance(message, dict):
-        raise InputError(f"input line {line_no} is not a JSON object")
-    return message
-
-
-def parse_line_exactly(line: bytes, line_no: int) -> dict[str, Any]:
-    """Decode a line with the standard library, keeping integers beyond 64 bits exact.
-
-    orjson turns integers it cannot hold in 64 bits into floats (silently losing digits),
-    which is fine for the rare record value but not for a STATE: its bookmark must go back
-    to the tap exactly as the tap sent it.
-
-    Raises:
-        InputError: when the line is not a JSON object.
-    """
-    try:
-        message = json.loads(line, parse_constant=lambda _: None)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"input line {line_no} is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise InputError(f"input line {line_no} is not a JSON object")
+        raise InputError(f"{source} line {line_no} is not a JSON object")
     return message
 
 
@@ -117,22 +92,15 @@ def parse_schema(message: dict[str, Any], line_no: int) -> SchemaMessage:
     stream = stream_of(message, line_no)
     schema = message.get("schema")
     if not isinstance(schema, dict):
-        raise InputError(f"SCHEMA for stream '{stream}' (line {line_no}) has no 'schema' object")
+        raise InputError(
+            f"SCHEMA for stream '{shown(stream)}' (line {line_no}) has no 'schema' object"
+        )
     keys = message.get("key_properties") or []
     if not isinstance(keys, list) or not all(isinstance(key, str) and key for key in keys):
-        raise InputError(f"SCHEMA for stream '{stream}' (line {line_no}): bad 'key_properties'")
+        raise InputError(
+            f"SCHEMA for stream '{shown(stream)}' (line {line_no}): bad 'key_properties'"
+        )
     return SchemaMessage(stream, schema, tuple(keys))
-
-
-def parse_state(message: dict[str, Any], line_no: int) -> StateMessage:
-    """Check a STATE message.
-
-    Raises:
-        InputError: when it has no `value`.
-    """
-    if "value" not in message:
-        raise InputError(f"STATE message on input line {line_no} has no 'value'")
-    return StateMessage(message["value"])
 
 
 def parse_activate_version(message: dict[str, Any], line_no: int) -> ActivateVersionMessage:
@@ -144,7 +112,9 @@ def parse_activate_version(message: dict[str, Any], line_no: int) -> ActivateVer
     stream = stream_of(message, line_no)
     version = message.get("version")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise InputError(f"ACTIVATE_VERSION for '{stream}' (line {line_no}) has no integer version")
+        raise InputError(
+            f"ACTIVATE_VERSION for '{shown(stream)}' (line {line_no}) has no integer version"
+        )
     return ActivateVersionMessage(stream, version)
 
 
@@ -157,14 +127,14 @@ def parse_batch(message: dict[str, Any], line_no: int) -> BatchMessage:
     stream = stream_of(message, line_no)
     encoding = message.get("encoding")
     if not isinstance(encoding, dict) or not isinstance(encoding.get("format"), str):
-        raise InputError(f"BATCH for '{stream}' (line {line_no}) has no 'encoding.format'")
+        raise InputError(f"BATCH for '{shown(stream)}' (line {line_no}) has no 'encoding.format'")
     if encoding["format"] != "jsonl":
         raise InputError(
-            f"BATCH for '{stream}' (line {line_no}): format '{encoding['format']}' is not "
+            f"BATCH for '{shown(stream)}' (line {line_no}): format '{encoding['format']}' is not "
             "supported (only jsonl)"
         )
     manifest = message.get("manifest")
     if not isinstance(manifest, list) or not all(isinstance(url, str) for url in manifest):
-        raise InputError(f"BATCH for '{stream}' (line {line_no}) has no list 'manifest'")
+        raise InputError(f"BATCH for '{shown(stream)}' (line {line_no}) has no list 'manifest'")
     compression = encoding.get("compression")
     return BatchMessage(stream, "jsonl", compression, tuple(manifest))

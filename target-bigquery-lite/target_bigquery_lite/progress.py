@@ -10,6 +10,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from target_bigquery_lite.identifiers import shown
+
 PROGRESS_INTERVAL_SECONDS = 10.0
 
 log = logging.getLogger("target_bigquery_lite")
@@ -57,7 +59,7 @@ class Progress:
                 continue
             log.info(
                 "progress %s: received %d (%.0f rows/s), committed %d",
-                name,
+                shown(name),
                 counts.received,
                 (counts.received - previous) / elapsed,
                 counts.committed,
@@ -73,8 +75,8 @@ class Progress:
         for name, counts in self.streams.items():
             log.info(
                 "summary %s -> %s (%s): received %d, committed %d in %d batch(es)",
-                name,
-                counts.table,
+                shown(name),
+                shown(counts.table),
                 counts.method,
                 counts.received,
                 counts.committed,

@@ -1,10 +1,12 @@
 """The run: read messages, stage records, flush batches to the committer, pass state on.
 
 parse -> validate -> stage -> load -> merge -> state. This is the only module that wires every
-step together. The main thread parses and stages; one committer thread loads and merges the
-previous batch meanwhile. A flush drains every stream's staging file into one batch; STATE
-messages go out through the `StateTracker`, which writes each one only after the records
-received before it are committed.
+step together, and the only owner of what changes during a run: each stream's open staging
+file and counts (`StreamRun`), the sequence numbers, the batch being built. The main thread
+parses and stages; one committer thread commits the previous batch meanwhile and reports
+each committed batch on a queue, which this thread drains between input chunks (woken by
+the committer's pipe). STATE messages go out through the `StateTracker`, which writes each
+one only after the records received before it are committed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,20 +22,34 @@ from typing import Any, BinaryIO
 import orjson
 
 from target_bigquery_lite import batch_files, messages
-from target_bigquery_lite.batch_rows import stage_batch_file
+from target_bigquery_lite.batch_rows import RowContext, staged_chunks
+from target_bigquery_lite.columns import VERSION_COLUMN
 from target_bigquery_lite.committer import Batch, StreamBatch
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import InputError, RecordError
-from target_bigquery_lite.progress import Progress
+from target_bigquery_lite.errors import InputError, RecordError, StagingError
+from target_bigquery_lite.identifiers import shown
+from target_bigquery_lite.load_methods import TablePlan, TableRequest, method_for
+from target_bigquery_lite.progress import Progress, StreamCounts
 from target_bigquery_lite.reader import LineReader
 from target_bigquery_lite.stage import StageWriter, StagingArea
 from target_bigquery_lite.state import StateTracker
-from target_bigquery_lite.streams import Stream, build_stream
+from target_bigquery_lite.state_text import bookmarked_streams, state_value
+from target_bigquery_lite.streams import StreamSpec, build_spec
+from target_bigquery_lite.tables import table_layout
 from target_bigquery_lite.warehouse import Warehouse
 
-BUSY_POLL_SECONDS = 1.0
-
 log = logging.getLogger("target_bigquery_lite")
+
+
+@dataclass
+class StreamRun:
+    """One stream during the run: its spec and plan, and what the runner changes as it goes."""
+
+    spec: StreamSpec
+    plan: TablePlan
+    counts: StreamCounts
+    writer: StageWriter | None = None
+    active_version: int | None = None
 
 
 class Runner:
@@ -45,15 +62,16 @@ class Runner:
         self.state = StateTracker(out)
         self.progress = Progress()
         self.area = StagingArea(Path(settings.staging_dir), self.run_id)
-        self.streams: dict[str, Stream] = {}
+        self.streams: dict[str, StreamRun] = {}
         self.seq = 0
         self.batch_no = 1
         self.flush_at = settings.batch_max_rows
         self.batch_started: float | None = None
         self.activations: dict[str, int] = {}
+        self.unmarked: set[str] = set()  # streams with unversioned rows staged before versions
         self.unknown_types: set[str] = set()
         self.received_at = datetime.now(UTC).isoformat()
-        self.warehouse = Warehouse(settings, self.run_id, self._committed)
+        self.warehouse = Warehouse(settings, self.run_id)
 
     def run(self, fd: int) -> None:
         """Process the input on `fd` to its end; raise a `TargetError` on failure."""
@@ -61,7 +79,7 @@ class Runner:
         succeeded = False
         try:
             try:
-                while (lines := reader.read_lines(self._timeout())) is not None:
+                while (lines := reader.read_lines(self._timeout(), self._wake_fd())) is not None:
                     self._process(lines, reader.lines_read - len(lines), reader.ended_mid_line)
                     self._tick()
             except RecursionError:  # a schema or record nested too deeply to check or map
@@ -71,11 +89,12 @@ class Runner:
                 ) from None
             self._finish()
             succeeded = True
-        except BaseException:
+        except BaseException as exc:
             self.state.stop()
             for stream in self.streams.values():
                 if stream.writer is not None:
                     stream.writer.abandon()
+            self.area.after_failure(exc)
             raise
         finally:
             self.progress.summary(succeeded)
@@ -91,8 +110,7 @@ class Runner:
         streams, loads = self.streams, orjson.loads
         if self.settings.add_metadata_columns:  # _sdc_received_at: one clock read per chunk
             self.received_at = datetime.now(UTC).isoformat()
-            for stream in streams.values():
-                stream.received_at = self.received_at
+        received_at = self.received_at
         for line_no, line in enumerate(lines, base + 1):
             try:
                 message = loads(line)
@@ -103,17 +121,31 @@ class Runner:
             if type(message) is not dict or message.get("type") != "RECORD":
                 self._dispatch(message, line_no, line)
                 continue
-            stream = streams.get(message.get("stream"))  # type: ignore[arg-type]
+            try:
+                stream = streams.get(message.get("stream"))  # type: ignore[arg-type]
+            except TypeError:  # a list or an object: not a stream name
+                stream = None
             record = message.get("record")
             if stream is None or type(record) is not dict:
                 raise self._bad_record(message, line_no)
-            if "version" in message and not stream.versioned:
+            if "version" in message and not stream.spec.versioned:
                 self._make_versioned(stream)
             self.seq += 1
+            counts = stream.counts
             try:
-                stream.stage(record, message, self.seq)
+                staged = stream.spec.encode(
+                    record, message, self.seq, counts.received + 1, received_at,
+                    stream.active_version,
+                )  # fmt: skip
             except RecordError as exc:
                 raise RecordError(f"{exc} (input line {line_no})") from None
+            writer = stream.writer or self._open_writer(stream, self.seq)
+            try:
+                writer.write(staged)
+            except OSError as exc:
+                raise StagingError.writing(writer.path, exc) from None
+            writer.rows += 1
+            counts.received += 1
             if self.seq >= self.flush_at:
                 self._flush("batch_max_rows")
 
@@ -135,9 +167,10 @@ class Runner:
         kind = message.get("type")
         if kind == "SCHEMA":
             self._on_schema(messages.parse_schema(message, line_no))
-        elif kind == "STATE":  # parsed again exactly: the state is passed on as the tap sent it
-            exact = messages.parse_line_exactly(line, line_no)
-            self.state.received(messages.parse_state(exact, line_no).value, self.seq)
+        elif kind == "STATE":  # passed on as the tap sent it, byte for byte
+            value = state_value(line, line_no)
+            self._refuse_overwrite_with_bookmarks(value, strict=False)
+            self.state.received(value, self.seq)
         elif kind == "ACTIVATE_VERSION":
             self._on_activate(messages.parse_activate_version(message, line_no))
         elif kind == "BATCH":
@@ -149,78 +182,127 @@ class Runner:
     def _bad_record(self, message: dict[str, Any], line_no: int) -> InputError:
         name = messages.stream_of(message, line_no)
         if name not in self.streams:
-            return InputError(f"RECORD for stream '{name}' on line {line_no} before its SCHEMA")
-        return InputError(f"RECORD for stream '{name}' on line {line_no} has no 'record' object")
+            return InputError(
+                f"RECORD for stream '{shown(name)}' on line {line_no} before its SCHEMA"
+            )
+        return InputError(
+            f"RECORD for stream '{shown(name)}' on line {line_no} has no 'record' object"
+        )
 
     def _on_schema(self, message: messages.SchemaMessage) -> None:
         old = self.streams.get(message.stream)
-        if old is not None and old.message == message:
+        if old is not None and old.spec.message == message:
             return  # taps repeat SCHEMA messages; nothing changed
-        counts = self.progress.track(message.stream, "", "")
-        stream = build_stream(message, self.settings, counts)
+        settings = self.settings
+        spec = build_spec(
+            message,
+            settings,
+            lambda keys: method_for(settings.load_method, message.stream, keys),
+            self.run_id,
+        )
         for other in self.streams.values():
-            if other.table == stream.table and other.message.stream != message.stream:
+            if other.spec.table == spec.table and other.spec.name != message.stream:
                 raise InputError(
-                    f"streams '{other.message.stream}' and '{message.stream}' would both "
-                    f"load table {stream.table}"
+                    f"streams '{shown(other.spec.name)}' and '{shown(message.stream)}' would both "
+                    f"load table {spec.table}"
                 )
+        counts = self.progress.track(message.stream, spec.table, spec.method.name)
+        active_version = None
         if old is not None:
             self._drain("schema change")  # records staged so far load with the old plan
-            stream.versioned, stream.active_version = old.versioned, old.active_version
-        counts.table, counts.method = stream.table, stream.method
-        stream.received_at = self.received_at
-        self._prepare(stream)
-        self.streams[message.stream] = stream
+            if old.spec.versioned:
+                spec = spec.with_versions()
+            active_version = old.active_version
+        plan = self._prepare(spec)
+        if not spec.versioned and any(f.name == VERSION_COLUMN for f in plan.table_fields):
+            spec = spec.with_versions()  # a full-table stream: mark its rows from the start
+            plan = self._prepare(spec)
+        self.streams[message.stream] = StreamRun(
+            spec.spelled_as(plan.table_fields), plan, counts, active_version=active_version
+        )
 
     def _on_activate(self, message: messages.ActivateVersionMessage) -> None:
         stream = self.streams.get(message.stream)
         if stream is None:
-            raise InputError(f"ACTIVATE_VERSION for stream '{message.stream}' before its SCHEMA")
-        if not stream.versioned:
+            raise InputError(
+                f"ACTIVATE_VERSION for stream '{shown(message.stream)}' before its SCHEMA"
+            )
+        if not stream.spec.versioned:
             self._make_versioned(stream)
         stream.active_version = message.version
         self.activations[message.stream] = message.version
+        self.state.hold(self.seq)  # the sync is complete only once older versions are gone
 
-    def _make_versioned(self, stream: Stream) -> None:
+    def _make_versioned(self, stream: StreamRun) -> None:
         """Records carry versions from now on: add the version column first."""
+        if stream.counts.received:
+            self.unmarked.add(stream.spec.name)
         self._drain("records carry versions")
-        stream.versioned = True
-        self._prepare(stream)
+        spec = stream.spec.with_versions()
+        stream.plan = self._prepare(spec)
+        stream.spec = spec.spelled_as(stream.plan.table_fields)
 
     def _on_batch(self, message: messages.BatchMessage, raw: dict[str, Any]) -> None:
         stream = self.streams.get(message.stream)
         if stream is None:
-            raise InputError(f"BATCH for stream '{message.stream}' before its SCHEMA")
-        if raw.get("version") is not None and not stream.versioned:
+            raise InputError(f"BATCH for stream '{shown(message.stream)}' before its SCHEMA")
+        if raw.get("version") is not None and not stream.spec.versioned:
             self._make_versioned(stream)
+        context = RowContext(raw, self.received_at, stream.active_version)
         for url in message.manifest:
-            path = batch_files.manifest_path(url, message.stream)
-            self.seq = stage_batch_file(stream, path, raw, self.seq)
+            path = batch_files.manifest_path(url, message.stream, self.settings.batch_roots)
+            chunks = staged_chunks(stream.spec, path, context, self.seq, stream.counts.received + 1)
+            for chunk in chunks:
+                self._stage_chunk(stream, chunk.data, chunk.rows)
+
+    def _stage_chunk(self, stream: StreamRun, data: bytes, rows: int) -> None:
+        """Write staged lines of a BATCH file, flushing exactly at `batch_max_rows`."""
+        while rows:
+            room = self.flush_at - self.seq
+            take = rows if rows <= room else max(room, 1)
+            head = data if take == rows else data[: _end_of_line(data, take)]
+            writer = stream.writer or self._open_writer(stream, self.seq + 1)
+            try:
+                writer.write(head)
+            except OSError as exc:
+                raise StagingError.writing(writer.path, exc) from None
+            writer.rows += take
+            stream.counts.received += take
+            self.seq += take
+            data, rows = data[len(head) :], rows - take
             if self.seq >= self.flush_at:
                 self._flush("batch_max_rows")
+            elif self._staged_bytes() >= self.settings.batch_max_bytes:
+                self._flush("batch_max_bytes")
 
     # --- flushing -------------------------------------------------------------------------
 
     def _timeout(self) -> float | None:
-        """How long the reader may wait for input before a timer is due."""
-        if self.batch_started is not None:
-            deadline = self.batch_started + self.settings.batch_max_seconds
-            return max(0.0, deadline - time.monotonic())
-        return BUSY_POLL_SECONDS if self.warehouse.busy else None
+        """How long the reader may wait for input before the batch timer is due."""
+        if self.batch_started is None:
+            return None
+        deadline = self.batch_started + self.settings.batch_max_seconds
+        return max(0.0, deadline - time.monotonic())
+
+    def _wake_fd(self) -> int | None:
+        committer = self.warehouse.committer
+        return committer.wake_fd if committer is not None else None
 
     def _tick(self) -> None:
-        """Once per input chunk: failures, flush timers and sizes, progress."""
+        """Once per input chunk: committed batches, failures, flush timers and sizes, progress."""
         now = time.monotonic()
-        self.warehouse.check()
-        writers = [s.writer for s in self.streams.values() if s.writer is not None]
-        if writers:
+        self._collect()
+        if any(stream.writer is not None for stream in self.streams.values()):
             if self.batch_started is None:
                 self.batch_started = now
             if now - self.batch_started >= self.settings.batch_max_seconds:
                 self._flush("batch_max_seconds")
-            elif sum(writer.size() for writer in writers) >= self.settings.batch_max_bytes:
+            elif self._staged_bytes() >= self.settings.batch_max_bytes:
                 self._flush("batch_max_bytes")
         self.progress.maybe_report(now)
+
+    def _staged_bytes(self) -> int:
+        return sum(s.writer.size() for s in self.streams.values() if s.writer is not None)
 
     def _flush(self, reason: str) -> None:
         """Close every stream's staging file into one batch and hand it to the committer."""
@@ -228,7 +310,6 @@ class Runner:
         for stream in self.streams.values():
             if stream.writer is None:
                 continue
-            assert stream.plan is not None
             items.append(StreamBatch(stream.plan, stream.writer.close()))
             stream.writer = None
             stream.counts.batches += 1
@@ -239,40 +320,85 @@ class Runner:
         batch = Batch(self.batch_no, self.seq, tuple(items))
         self.batch_no += 1
         log.info("flush %d (%s): %d rows", batch.number, reason, sum(i.staged.rows for i in items))
-        self.warehouse.submit(batch, lambda: self.state.submitted(batch.end_seq))
+        self.warehouse.wait()  # one batch in flight: the previous one is committed first
+        self._collect()
+        self.state.submitted(batch.end_seq)
+        self.warehouse.submit(batch)
 
     def _drain(self, reason: str) -> None:
         """Flush, then wait until everything is committed."""
         self._flush(reason)
         self.warehouse.wait()
+        self._collect()
 
-    def _committed(self, batch: Batch) -> None:
-        """Runs in the committer thread once `batch` is committed: free disk, pass state on."""
-        for item in batch.streams:
-            self.area.remove(item.staged)
-            if item.plan.method != "overwrite":
-                self.progress.streams[item.plan.stream].committed += item.staged.rows
-        self.state.committed(batch.end_seq)
+    def _collect(self) -> None:
+        """Take the committer's news: free the disk, count, pass states on (or raise)."""
+        self.warehouse.check()
+        for batch in self.warehouse.committed():
+            for item in batch.streams:
+                self.area.remove(item.staged)
+                if not item.plan.method.commits_at_end:
+                    self.progress.streams[item.plan.stream].committed += item.staged.rows
+            self.state.committed(batch.end_seq)
 
     def _finish(self) -> None:
-        """Clean end of input: commit everything, finalize overwrite/versions, final state."""
+        """Clean end of input: commit everything, the methods' end-of-run work, final state."""
         self._drain("end of input")
+        if self.state.latest is not None:
+            self._refuse_overwrite_with_bookmarks(self.state.latest, strict=True)
         for stream in self.streams.values():
-            if stream.method == "overwrite":
-                self.warehouse.replace(stream)
+            self.warehouse.finish(stream.plan)
+            if stream.plan.method.commits_at_end:
                 stream.counts.committed = stream.counts.received
         for name, version in self.activations.items():
-            self.warehouse.delete_old_versions(self.streams[name], version)
+            self.warehouse.delete_old_versions(
+                self.streams[name].plan, version, self.run_id, keep_unmarked=name in self.unmarked
+            )
         self.state.finish(self.seq)
         self.area.clean_up()
 
-    def _prepare(self, stream: Stream) -> None:
-        """Tables first (created or evolved), then the stream may stage records."""
-        self.warehouse.prepare(stream)
-        stream.open_writer = lambda seq: self._open_writer(stream, seq)
+    def _refuse_overwrite_with_bookmarks(self, value: bytes, *, strict: bool) -> None:
+        """An incremental sync must not replace a table: fail before anything is replaced.
 
-    def _open_writer(self, stream: Stream, seq: int) -> StageWriter:
+        Raises:
+            InputError: when the state holds a bookmark for a stream loaded with `overwrite`.
+        """
+        replaced = {n for n, s in self.streams.items() if s.plan.method.commits_at_end}
+        if not replaced:
+            return
+        for name in bookmarked_streams(value, replaced, strict=strict):
+            raise InputError(
+                f"stream '{shown(name)}' is loaded with load_method overwrite, but the tap's STATE "
+                "holds a bookmark for it (an incremental sync): overwriting would replace the "
+                "table with only the rows sent since that bookmark, and saving the bookmark "
+                "would skip the rest for good. Nothing was replaced. Use load_method merge or "
+                "append, or run the tap without a state (a full sync every run)"
+            )
+
+    def _prepare(self, spec: StreamSpec) -> TablePlan:
+        """Tables first (created or evolved), then the stream may stage records."""
+        wanted = spec.all_wanted()
+        request = TableRequest(
+            stream=spec.name,
+            table=spec.table,
+            wanted=wanted,
+            keys=spec.key_columns,
+            layout=table_layout(wanted, self.settings, spec.name),
+            run_id=self.run_id,
+        )
+        return self.warehouse.prepare(spec.method, request)
+
+    def _open_writer(self, stream: StreamRun, seq: int) -> StageWriter:
         """A staging file for the batch being built, starting with record `seq`."""
-        if stream.method == "overwrite":  # its rows reach the final table only at the end
+        if stream.plan.method.commits_at_end:  # its rows reach the final table only at the end
             self.state.hold(seq)
-        return self.area.open(stream.table, self.batch_no)
+        stream.writer = self.area.open(stream.spec.table, self.batch_no)
+        return stream.writer
+
+
+def _end_of_line(data: bytes, lines: int) -> int:
+    """The offset just after the `lines`-th newline of `data`."""
+    end = -1
+    for _ in range(lines):
+        end = data.index(b"\n", end + 1)
+    return end + 1

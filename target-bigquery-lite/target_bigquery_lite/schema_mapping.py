@@ -18,6 +18,7 @@ most 15 levels deep: an object below that becomes a JSON column value, whole.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,27 +27,58 @@ from typing import Any
 from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.errors import InputError
-from target_bigquery_lite.identifiers import IdentifierError, column_name
+from target_bigquery_lite.identifiers import SOURCE_MARK, IdentifierError, column_name, shown
 
 STRINGISH = frozenset({"STRING", "TIMESTAMP", "DATE", "TIME", "DATETIME"})
 _STRING_FORMATS = {"date-time": "TIMESTAMP", "date": "DATE", "time": "TIME"}
 _DECIMAL_FORMATS = frozenset({"decimal", "x-singer.decimal"})
 _SCALARS = {"integer": "INT64", "boolean": "BOOL"}
 MAX_RECORD_DEPTH = 15  # BigQuery: at most 15 levels of nested RECORD (STRUCT) types
+MAX_UNION_DEPTH = 8
 
 log = logging.getLogger("target_bigquery_lite")
 
-# A rename plan maps an incoming property name to (BigQuery name, plan for its object value).
+# Every property of an object: its column name, and the same for its object value's properties.
+NameTree = dict[str, tuple[str, "NameTree | None"]]
+# A rename plan maps an incoming property name to (column name, plan for its object value),
+# for the properties whose keys must change.
 RenamePlan = dict[str, tuple[str, "RenamePlan | None"]]
 Renamer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class MappedSchema:
-    """A stream's BigQuery columns and how to rename record keys to match them."""
+    """A stream's BigQuery columns and the column name of each property (nested too)."""
 
     fields: tuple[SchemaField, ...]
-    renamer: Renamer | None
+    names: NameTree
+
+    @property
+    def renamer(self) -> Renamer | None:
+        """Renames record keys to the mapped column names (None: no key changes)."""
+        return renamer_for(self.names, self.fields)
+
+
+def renamer_for(names: NameTree, table_fields: tuple[SchemaField, ...]) -> Renamer | None:
+    """Renames record keys to the table's own spelling of each column (None: no changes).
+
+    BigQuery column names are case-insensitive, so a property `name` maps onto an existing
+    column `Name`; its values must be staged under `Name`, or the load would drop them.
+    """
+    plan = _rename_plan(names, table_fields)
+    return _make_renamer(plan) if plan else None
+
+
+def _rename_plan(names: NameTree, fields: tuple[SchemaField, ...] | list) -> RenamePlan:
+    spelled = {field.name.lower(): field for field in fields}
+    plan: RenamePlan = {}
+    for prop, (column, inside) in names.items():
+        field = spelled.get(column.lower())
+        final = field.name if field is not None else column
+        sub = _rename_plan(inside, field.fields if field is not None else ()) if inside else {}
+        if final != prop or sub:
+            plan[prop] = (final, sub or None)
+    return plan
 
 
 def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
@@ -58,12 +90,12 @@ def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
     properties = schema.get("properties")
     if not isinstance(properties, dict) or not properties:
         raise InputError(
-            f"SCHEMA for stream '{stream}' has no properties: a BigQuery table needs columns"
+            f"SCHEMA for stream '{shown(stream)}' has no properties: a BigQuery table needs columns"
         )
     mapper = _Mapper(schema, stream)
     required = set(schema.get("required") or ())
-    fields, plan = mapper.object_fields(properties, required, path="", depth=0)
-    return MappedSchema(tuple(fields), _make_renamer(plan) if plan else None)
+    fields, names = mapper.object_fields(properties, required, path="", depth=0)
+    return MappedSchema(tuple(fields), names)
 
 
 class _Mapper:
@@ -72,13 +104,14 @@ class _Mapper:
     def __init__(self, root: dict[str, Any], stream: str) -> None:
         self.root = root
         self.stream = stream
+        self.expanding: list[str] = []  # the `$ref`s being mapped, outermost first
 
     def object_fields(
         self, properties: dict[str, Any], required: set[str], path: str, depth: int
-    ) -> tuple[list[SchemaField], RenamePlan]:
+    ) -> tuple[list[SchemaField], NameTree]:
         """Map the properties of an object whose fields sit inside `depth` RECORDs."""
         fields: list[SchemaField] = []
-        plan: RenamePlan = {}
+        names: NameTree = {}
         seen: dict[str, str] = {}
         for name, prop in properties.items():
             try:
@@ -94,18 +127,34 @@ class _Mapper:
                     f"become BigQuery column '{bq_name}' (names are case-insensitive)"
                 )
             seen[bq_name.lower()] = name
-            field, sub_plan = self.field(
+            field, inside = self.field(
                 bq_name, prop, f"{path}{name}.", required=name in required, depth=depth
             )
+            if bq_name != name:  # the column remembers the property it was folded from
+                field = _described(field, f"{SOURCE_MARK}{name}")
             fields.append(field)
-            if bq_name != name or sub_plan:
-                plan[name] = (bq_name, sub_plan or None)
-        return fields, plan
+            names[name] = (bq_name, inside or None)
+        return fields, names
 
     def field(
         self, name: str, prop: Any, path: str, *, required: bool, depth: int
-    ) -> tuple[SchemaField, RenamePlan]:
+    ) -> tuple[SchemaField, NameTree]:
         """Map one property inside `depth` RECORDs; `required` is only true at the top level."""
+        ref = prop.get("$ref") if isinstance(prop, dict) else None
+        if isinstance(ref, str):
+            if ref in self.expanding:  # a recursive schema (a tree): the rest is one value
+                log.info(
+                    "stream '%s': property %s refers to itself (%s); it is stored as JSON",
+                    shown(self.stream),
+                    path.rstrip("."),
+                    ref,
+                )
+                return SchemaField(name, "JSON", mode="NULLABLE"), {}
+            self.expanding.append(ref)
+            try:
+                return self.field(name, self.resolve(prop), path, required=required, depth=depth)
+            finally:
+                self.expanding.pop()
         prop = self.resolve(prop)
         nullable, variants = self.variants(prop)
         if not variants:  # only "null", or nothing known: any JSON value
@@ -120,7 +169,7 @@ class _Mapper:
                     log.warning(
                         "stream '%s': property %s is nested deeper than BigQuery's %d RECORD "
                         "levels; it is stored as one JSON value",
-                        self.stream,
+                        shown(self.stream),
                         path.rstrip("."),
                         MAX_RECORD_DEPTH,
                     )
@@ -133,7 +182,7 @@ class _Mapper:
 
     def array(
         self, name: str, prop: dict[str, Any], path: str, depth: int
-    ) -> tuple[SchemaField, RenamePlan]:
+    ) -> tuple[SchemaField, NameTree]:
         items = self.resolve(prop.get("items"))
         if not isinstance(items, dict) or not items:
             return SchemaField(name, "JSON", mode="NULLABLE"), {}
@@ -156,21 +205,25 @@ class _Mapper:
             prop = target if isinstance(target, dict) else {}
         return {}
 
-    def variants(self, prop: Any) -> tuple[bool, list[dict[str, Any]]]:
-        """Split a property into (nullable, non-null single-type variants)."""
-        if not isinstance(prop, dict):
+    def variants(self, prop: Any, depth: int = 0) -> tuple[bool, list[dict[str, Any]]]:
+        """Split a property into (nullable, non-null single-type variants).
+
+        `anyOf` inside `anyOf` deeper than a few levels (a union that refers to itself) is
+        one variant of unknown type: JSON.
+        """
+        if not isinstance(prop, dict) or depth > MAX_UNION_DEPTH:
             return True, [{}]
         branches = prop.get("anyOf") or prop.get("oneOf")
         if isinstance(branches, list) and branches:
             nullable, variants = False, []
             for branch in branches:
-                branch_nullable, branch_variants = self.variants(self.resolve(branch))
+                branch_nullable, branch_variants = self.variants(self.resolve(branch), depth + 1)
                 nullable = nullable or branch_nullable
                 variants.extend(branch_variants)
             return nullable, variants
         all_of = prop.get("allOf")
         if isinstance(all_of, list) and len(all_of) == 1:
-            return self.variants(self.resolve(all_of[0]))
+            return self.variants(self.resolve(all_of[0]), depth + 1)
         kinds = prop.get("type")
         if kinds is None:
             kinds = "object" if "properties" in prop else None
@@ -204,6 +257,12 @@ class _Mapper:
             fmt = variant.get("format")
             return "NUMERIC" if fmt in _DECIMAL_FORMATS else _STRING_FORMATS.get(fmt, "STRING")
         return "JSON"
+
+
+def _described(field: SchemaField, description: str) -> SchemaField:
+    api = copy.deepcopy(field.to_api_repr())
+    api["description"] = description
+    return SchemaField.from_api_repr(api)
 
 
 def _make_renamer(plan: RenamePlan) -> Renamer:

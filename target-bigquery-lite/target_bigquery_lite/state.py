@@ -11,19 +11,21 @@ is the whole guarantee, and it holds however flushes, batches and threads interl
   transaction), so their first record *holds* the watermark below itself until then;
 * after any failure `stop()` is called first, and nothing is written after it.
 
+Only the runner's (main) thread calls it: the committer reports commits on a queue that
+the runner drains, so states are written in one thread, in order.
+
 Of states that become writable at the same moment only the newest is kept (a handful in
-all), so a tap that sends a STATE after every record costs no memory. Empty states (`null`,
-`{}`) are never written.
+all), so a tap that sends a STATE after every record costs no memory. A state is written
+exactly as the tap sent it (its bytes, see `state_text`); empty states (`null`, `{}`) are
+never written.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import orjson
+from target_bigquery_lite.state_text import is_empty
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -34,7 +36,6 @@ class StateTracker:
     def __init__(self, out: BinaryIO) -> None:
         """Write state lines to `out` (stdout's binary buffer), flushing each one."""
         self._out = out
-        self._lock = threading.Lock()
         self._pending: list[tuple[int, bytes]] = []
         self._committed = 0
         self._submitted = 0
@@ -43,61 +44,56 @@ class StateTracker:
         self._stopped = False
         self.emitted = 0
 
-    def received(self, value: Any, tag: int) -> None:
-        """A STATE arrived after `tag` records; write it now if they are all committed."""
-        if not value:
+    def received(self, line: bytes, tag: int) -> None:
+        """A STATE (its value's exact text) arrived after `tag` records; write it if it may go."""
+        if is_empty(line):
             log.warning("ignoring an empty STATE message (an empty state is never passed on)")
             return
-        try:
-            line = orjson.dumps(value)
-        except TypeError:  # integers beyond 64 bits, lone surrogates: escaped, kept exact
-            line = json.dumps(value, separators=(",", ":")).encode()
-        with self._lock:
-            self._latest = line
-            if tag <= self._watermark():
-                self._pending.clear()
-                self._write(line)
-                return
-            if self._pending and self._bucket(self._pending[-1][0]) == self._bucket(tag):
-                self._pending[-1] = (tag, line)  # same commit frees both: keep the newer
-            else:
-                self._pending.append((tag, line))
+        self._latest = line
+        if tag <= self._watermark():
+            self._pending.clear()
+            self._write(line)
+            return
+        if self._pending and self._bucket(self._pending[-1][0]) == self._bucket(tag):
+            self._pending[-1] = (tag, line)  # same commit frees both: keep the newer
+        else:
+            self._pending.append((tag, line))
+
+    @property
+    def latest(self) -> bytes | None:
+        """The newest state received (written or not)."""
+        return self._latest
 
     def submitted(self, end_seq: int) -> None:
         """A flush covering records up to `end_seq` went to the committer."""
-        with self._lock:
-            self._submitted = end_seq
+        self._submitted = end_seq
 
     def hold(self, seq: int) -> None:
         """Record `seq` commits only at the end of the run: keep the watermark below it."""
-        with self._lock:
-            if self._hold is None or seq < self._hold:
-                self._hold = seq
+        if self._hold is None or seq < self._hold:
+            self._hold = seq
 
     def committed(self, end_seq: int) -> None:
         """Every record up to `end_seq` is committed (or held): write what that allows."""
-        with self._lock:
-            self._committed = max(self._committed, end_seq)
-            watermark = self._watermark()
-            ready = [line for tag, line in self._pending if tag <= watermark]
-            if ready:
-                self._pending = [(tag, line) for tag, line in self._pending if tag > watermark]
-                self._write(ready[-1])
+        self._committed = max(self._committed, end_seq)
+        watermark = self._watermark()
+        ready = [line for tag, line in self._pending if tag <= watermark]
+        if ready:
+            self._pending = [(tag, line) for tag, line in self._pending if tag > watermark]
+            self._write(ready[-1])
 
     def finish(self, end_seq: int) -> None:
         """Clean end of input, all committed and finalized: write the latest state again."""
-        with self._lock:
-            self._hold = None
-            self._committed = max(self._committed, end_seq)
-            self._pending.clear()
-            if self._latest is not None:
-                self._write(self._latest)
+        self._hold = None
+        self._committed = max(self._committed, end_seq)
+        self._pending.clear()
+        if self._latest is not None:
+            self._write(self._latest)
 
     def stop(self) -> None:
         """After a failure or a signal: never write another state."""
-        with self._lock:
-            self._stopped = True
-            self._pending.clear()
+        self._stopped = True
+        self._pending.clear()
 
     def _bucket(self, tag: int) -> tuple[bool, bool]:
         """States in one bucket become writable at the same moment.

@@ -1,12 +1,10 @@
-"""One stream's everything for the current SCHEMA: columns, validator, renames, load plan, staging.
+"""One stream under its current SCHEMA: columns, validator, renames, and the staging line.
 
-`Stream.stage` is the per-record hot path: validate (compiled), check key properties,
-rename keys if any name needed sanitizing, add the arrival sequence (merge streams only),
-serialize once with orjson and append to the stream's staging file. Each optional step costs
-nothing when it does not apply, because the decision is made once per SCHEMA, not per record.
-
-`TablePlan` is the immutable snapshot the committer works from, so the main thread can go on
-staging the next batch (and even see a new SCHEMA, after draining) while a batch commits.
+`StreamSpec.encode` is the per-record hot path: validate (compiled), check key properties,
+rename keys if any name needed sanitizing, add the target's columns (arrival sequence for
+sequenced methods, version, metadata), and serialize once with orjson. Each optional step
+costs nothing when it does not apply, because the decision is made once per SCHEMA, not per
+record. The spec is immutable; what changes while records arrive belongs to the runner.
 """
 
 from __future__ import annotations
@@ -14,23 +12,30 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
 import orjson
 from google.cloud.bigquery import SchemaField
 
+from target_bigquery_lite.columns import (
+    METADATA_FIELDS,
+    RUN_COLUMN,
+    RUN_FIELD,
+    SEQUENCE_COLUMN,
+    VERSION_COLUMN,
+    VERSION_FIELD,
+)
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import InputError, RecordError, StagingError
-from target_bigquery_lite.identifiers import IdentifierError, column_name, table_name
-from target_bigquery_lite.merge import SEQUENCE_COLUMN, VERSION_COLUMN
+from target_bigquery_lite.errors import InputError, RecordError
+from target_bigquery_lite.identifiers import IdentifierError, column_name, shown, table_name
+from target_bigquery_lite.load_methods.base import LoadMethod
 from target_bigquery_lite.messages import SchemaMessage
-from target_bigquery_lite.progress import StreamCounts
-from target_bigquery_lite.schema_evolution import load_fields
-from target_bigquery_lite.schema_mapping import Renamer, map_schema
-from target_bigquery_lite.stage import StageWriter
+from target_bigquery_lite.schema_mapping import NameTree, Renamer, map_schema, renamer_for
 from target_bigquery_lite.validate import (
+    INT64_MAX,
+    INT64_MIN,
     VALIDATION_ERRORS,
     ValidationFailure,
     Validator,
@@ -40,56 +45,42 @@ from target_bigquery_lite.validate import (
     explain,
 )
 
-METADATA_FIELDS = (
-    SchemaField("_sdc_extracted_at", "TIMESTAMP"),
-    SchemaField("_sdc_received_at", "TIMESTAMP"),
-)
-SEQUENCE_FIELD = SchemaField(SEQUENCE_COLUMN, "INT64")
-VERSION_FIELD = SchemaField(VERSION_COLUMN, "INT64")
-UNSCALAR_KEY_TYPES = frozenset({"RECORD", "JSON"})
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 log = logging.getLogger("target_bigquery_lite")
 
 
 @dataclass(frozen=True)
-class TablePlan:
-    """How the committer loads one stream's batch: an immutable snapshot."""
+class StreamSpec:
+    """A stream under its current SCHEMA: what its records become, fixed once per SCHEMA.
 
-    stream: str
-    table: str
-    method: str
-    keys: tuple[str, ...]
-    load_fields: tuple[SchemaField, ...]
-    destination: str
-
-
-@dataclass
-class Stream:
-    """A stream under its current SCHEMA, with its open staging file (if records are pending)."""
+    Immutable: the runner owns what changes while records arrive (the open staging file,
+    the counts, the active version) and replaces the spec when a SCHEMA changes it.
+    """
 
     message: SchemaMessage
     table: str
-    method: str
+    method: LoadMethod
     wanted: tuple[SchemaField, ...]
     key_columns: tuple[str, ...]
     validator: Validator | None
     renamer: Renamer | None
+    names: NameTree
     unchecked_keys: tuple[str, ...]
     metadata: bool
-    counts: StreamCounts
+    run_id: str
     versioned: bool = False
-    active_version: int | None = None
-    received_at: str = ""
-    plan: TablePlan | None = None
-    writer: StageWriter | None = None
-    flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False)
-    open_writer: Callable[[int], StageWriter] | None = field(default=None, repr=False)
+    flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The stream's name."""
+        return self.message.stream
 
     @property
     def sequenced(self) -> bool:
-        """Merge streams stage the arrival order, so the latest record per key wins."""
-        return self.method == "merge"
+        """Whether staged rows carry the arrival order (the latest record per key wins)."""
+        return self.method.sequenced
 
     @property
     def rows_unchanged(self) -> bool:
@@ -116,22 +107,34 @@ class Stream:
     def all_wanted(self) -> tuple[SchemaField, ...]:
         """The columns this stream's records fill: properties, metadata, version."""
         extra = (METADATA_FIELDS if self.metadata else ()) + (
-            (VERSION_FIELD,) if self.versioned else ()
+            (VERSION_FIELD, RUN_FIELD) if self.versioned else ()
         )
         return self.wanted + extra
 
-    def attach(self, table_fields: tuple[SchemaField, ...], destination: str) -> None:
-        """Fix the load plan once the BigQuery table(s) have all wanted columns."""
-        if self.sequenced:  # the staging table: this batch's columns plus the arrival order
-            fields = (*load_fields(table_fields, self.all_wanted()), SEQUENCE_FIELD)
-        else:  # loads go straight into a table, which needs its full schema
-            fields = table_fields
-        self.plan = TablePlan(
-            self.message.stream, self.table, self.method, self.key_columns, fields, destination
-        )
+    def spelled_as(self, table_fields: tuple[SchemaField, ...]) -> StreamSpec:
+        """The same stream, its records' keys renamed to the table's spelling of each column."""
+        renamer = renamer_for(self.names, table_fields)
+        if renamer is None and self.renamer is None:
+            return self
+        return replace(self, renamer=renamer)
 
-    def stage(self, record: dict[str, Any], message: dict[str, Any], seq: int) -> None:
-        """Check and append one record to the staging file (the hot path).
+    def with_versions(self) -> StreamSpec:
+        """The same stream, its records now carrying a `_sdc_table_version` column."""
+        return replace(self, versioned=True)
+
+    def encode(  # noqa: PLR0917 - the hot path: positional arguments cost least
+        self,
+        record: dict[str, Any],
+        message: dict[str, Any],
+        seq: int,
+        number: int,
+        received_at: str,
+        version: int | None,
+    ) -> bytes:
+        """Check one record and return its staging line (the hot path).
+
+        `number` is the record's number in its stream (for messages); `version` the
+        stream's active version, for records without their own.
 
         Raises:
             RecordError: naming the stream, the record number, the field and the reason.
@@ -140,38 +143,36 @@ class Stream:
             try:
                 self.validator(record)
             except VALIDATION_ERRORS as failure:
-                raise self._invalid(record, failure) from None
+                raise self._invalid(record, failure, number) from None
         for key in self.unchecked_keys:
             if record.get(key) is None:
                 raise RecordError(
-                    f"stream '{self.message.stream}', record {self.counts.received + 1}: "
+                    f"stream '{shown(self.message.stream)}', record {number}: "
                     f"key property '{key}' is missing or null (a merge needs every key)"
                 )
         if self.renamer is not None:
             record = self.renamer(record)
         if self.versioned:
-            record[VERSION_COLUMN] = message.get("version", self.active_version)
+            row_version = message.get("version", version)
+            if row_version is None:
+                record[RUN_COLUMN] = self.run_id
+            elif type(row_version) is not int or not INT64_MIN <= row_version <= INT64_MAX:
+                raise RecordError(
+                    f"stream '{shown(self.message.stream)}', record {number}: its message's "
+                    f"'version' {str(row_version)[:40]!r} is not an INT64 integer"
+                )
+            record[VERSION_COLUMN] = row_version
         if self.metadata:
             record["_sdc_extracted_at"] = message.get("time_extracted")
-            record["_sdc_received_at"] = self.received_at
-        if self.method == "merge":
+            record["_sdc_received_at"] = received_at
+        if self.method.sequenced:
             record[SEQUENCE_COLUMN] = seq
-        writer = self.writer
-        if writer is None:
-            assert self.open_writer is not None
-            writer = self.writer = self.open_writer(seq)
         try:
-            line = orjson.dumps(record, option=_DUMPS_OPTIONS)
+            return orjson.dumps(record, option=_DUMPS_OPTIONS)
         except TypeError:  # beyond orjson: integers over 64 bits, lone surrogates in strings
-            line = self._encode_slowly(record)
-        try:
-            writer.write(line)
-        except OSError as exc:
-            raise StagingError.writing(writer.path, exc) from None
-        writer.rows += 1
-        self.counts.received += 1
+            return self._encode_slowly(record, number)
 
-    def _encode_slowly(self, record: dict[str, Any]) -> bytes:
+    def _encode_slowly(self, record: dict[str, Any], number: int) -> bytes:
         r"""One staging line for what orjson refuses, or a clear error if UTF-8 cannot hold it.
 
         A JSON string may escape half of a UTF-16 surrogate pair (`"\ud800"`): valid JSON,
@@ -181,17 +182,18 @@ class Stream:
             return json.dumps(record, ensure_ascii=False).encode() + b"\n"
         except UnicodeEncodeError:
             raise RecordError(
-                f"stream '{self.message.stream}', record {self.counts.received + 1}: field "
+                f"stream '{shown(self.message.stream)}', record {number}: field "
                 f"'{_invalid_text_path(record)}' holds a lone UTF-16 surrogate (an escape such "
                 "as \\ud800 without its pair), which is not valid Unicode; BigQuery strings "
                 "must be valid UTF-8"
             ) from None
 
-    def _invalid(self, record: dict[str, Any], failure: ValidationFailure) -> RecordError:
+    def _invalid(
+        self, record: dict[str, Any], failure: ValidationFailure, number: int
+    ) -> RecordError:
         reason = explain(self.message.schema, record, failure)
         return RecordError(
-            f"stream '{self.message.stream}', record {self.counts.received + 1} violates its "
-            f"schema: {reason}"
+            f"stream '{shown(self.message.stream)}', record {number} violates its schema: {reason}"
         )
 
 
@@ -219,8 +221,15 @@ def _invalid_text_path(value: Any, path: str = "") -> str:
     return path
 
 
-def build_stream(message: SchemaMessage, settings: Settings, counts: StreamCounts) -> Stream:
-    """Check and map a SCHEMA message; compile its validator; choose its load method.
+def build_spec(
+    message: SchemaMessage,
+    settings: Settings,
+    choose: Callable[[tuple[str, ...]], LoadMethod],
+    run_id: str,
+) -> StreamSpec:
+    """Check and map a SCHEMA message; compile its validator; take its load method.
+
+    `choose(key_columns)` picks the method (see `load_methods.method_for`).
 
     Raises:
         InputError: for an invalid schema, unusable names or key properties.
@@ -233,59 +242,40 @@ def build_stream(message: SchemaMessage, settings: Settings, counts: StreamCount
     except IdentifierError as exc:
         raise InputError(str(exc)) from None
     by_name = {field.name: field for field in mapped.fields}
-    reserved = {SEQUENCE_COLUMN, VERSION_COLUMN}
+    reserved = {SEQUENCE_COLUMN, VERSION_COLUMN, RUN_COLUMN}
     if settings.add_metadata_columns:
         reserved |= {meta.name for meta in METADATA_FIELDS}
     clash = sorted(reserved & {name.lower() for name in by_name})
     if clash:
-        raise InputError(f"stream '{stream}': property {clash[0]} collides with a target column")
+        raise InputError(
+            f"stream '{shown(stream)}': property {clash[0]} collides with a target column"
+        )
     properties = message.schema.get("properties", {})
     for key in message.key_properties:
         if key not in properties:
-            raise InputError(f"stream '{stream}': key property '{key}' is not in its schema")
+            raise InputError(f"stream '{shown(stream)}': key property '{key}' is not in its schema")
     key_columns = tuple(column_name(key) for key in message.key_properties)
-    method = _load_method(settings, stream, key_columns)
-    if method == "merge":
-        for key in key_columns:
-            key_field = by_name[key]
-            if key_field.field_type in UNSCALAR_KEY_TYPES or key_field.mode == "REPEATED":
-                raise InputError(
-                    f"stream '{stream}': key property {key} maps to {key_field.field_type} "
-                    f"{key_field.mode}; a MERGE needs scalar keys"
-                )
+    method = choose(key_columns)
+    method.check_keys(stream, tuple(by_name[key] for key in key_columns))
     validator = compile_validator(message.schema, stream) if settings.validate_records else None
     guaranteed = _guaranteed_keys(message.schema) if validator is not None else set()
     unchecked = tuple(k for k in message.key_properties if k not in guaranteed)
-    merge_keys = unchecked if method == "merge" else ()
-    return Stream(
+    merge_keys = unchecked if method.sequenced else ()
+    sequence = SEQUENCE_COLUMN if method.sequenced else None
+    return StreamSpec(
         message=message,
         table=table,
         method=method,
         wanted=mapped.fields,
-        key_columns=key_columns if method == "merge" else (),
+        key_columns=key_columns if method.sequenced else (),
         validator=validator,
         renamer=mapped.renamer,
+        names=mapped.names,
         unchecked_keys=merge_keys,
         metadata=settings.add_metadata_columns,
-        counts=counts,
-        flat_decoder=_block_decoder(message.schema, method, merge_keys) if validator else None,
+        run_id=run_id,
+        flat_decoder=block_decoder(message.schema, merge_keys, sequence) if validator else None,
     )
-
-
-def _load_method(settings: Settings, stream: str, keys: tuple[str, ...]) -> str:
-    if settings.load_method is None:
-        return "merge" if keys else "append"
-    if settings.load_method == "merge" and not keys:
-        log.warning("stream '%s' has no key properties: appending instead of merging", stream)
-        return "append"
-    return settings.load_method
-
-
-def _block_decoder(
-    schema: dict[str, Any], method: str, keys: tuple[str, ...]
-) -> msgspec.json.Decoder | None:
-    """`validate.block_decoder` for the stream: merges also stage the arrival order."""
-    return block_decoder(schema, keys, SEQUENCE_COLUMN if method == "merge" else None)
 
 
 def _guaranteed_keys(schema: dict[str, Any]) -> set[str]:

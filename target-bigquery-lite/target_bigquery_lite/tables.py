@@ -8,6 +8,7 @@ a run that crashes cannot leave them behind for ever, and no live batch lives th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,16 +18,29 @@ from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.config import Settings
-from target_bigquery_lite.errors import SchemaChangeError
-from target_bigquery_lite.identifiers import column_name
-from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner
+from target_bigquery_lite.errors import ConfigError, SchemaChangeError
+from target_bigquery_lite.identifiers import column_name, shown
+from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner, object_label
 from target_bigquery_lite.schema_evolution import canonical, reconcile
 
 STAGING_EXPIRATION = timedelta(days=7)
+SCHEMA_UPDATE_TRIES = 5
+STREAM_LABEL = "bqlite_stream"
+"""Table label: a digest of the name of the stream the table was created for."""
 PARTITION_TYPES = frozenset({"TIMESTAMP", "DATE", "DATETIME"})
 CLUSTER_TYPES = frozenset({"INT64", "STRING", "BOOL", "DATE", "TIMESTAMP", "DATETIME", "NUMERIC"})
 
 log = logging.getLogger("target_bigquery_lite")
+
+
+def staging_table_name(run_id: str, batch: int, table: str) -> str:
+    """The per-batch staging table of `table` (deterministic, so retries reuse it)."""
+    return f"_bqlite_stage_{run_id}_{batch:06d}_{object_label(table)}"
+
+
+def run_table_name(run_id: str, table: str) -> str:
+    """The table that collects a run's batches of `table` until the end of the run."""
+    return f"_bqlite_overwrite_{run_id}_{object_label(table)}"
 
 
 @dataclass(frozen=True)
@@ -53,12 +67,12 @@ def table_layout(fields: tuple[SchemaField, ...], settings: Settings, stream: st
         if field is None:
             log.warning(
                 "stream '%s' has no column %s: table not partitioned",
-                stream,
+                shown(stream),
                 settings.partition_field,
             )
         elif field.field_type not in PARTITION_TYPES or field.mode == "REPEATED":
             raise SchemaChangeError(
-                f"partition_field {field.name} of stream '{stream}' is {field.field_type} "
+                f"partition_field {field.name} of stream '{shown(stream)}' is {field.field_type} "
                 f"{field.mode}; time partitioning needs TIMESTAMP, DATE or DATETIME"
             )
         else:
@@ -66,13 +80,13 @@ def table_layout(fields: tuple[SchemaField, ...], settings: Settings, stream: st
     cluster = tuple(by_name.get(column_name(name).lower()) for name in settings.cluster_fields)
     if any(field is None for field in cluster):
         if cluster:
-            log.warning("stream '%s' lacks some cluster_fields: table not clustered", stream)
+            log.warning("stream '%s' lacks some cluster_fields: table not clustered", shown(stream))
         return Layout(partition)
     for field in cluster:
         assert field is not None
         if field.field_type not in CLUSTER_TYPES or field.mode == "REPEATED":
             raise SchemaChangeError(
-                f"cluster field {field.name} of stream '{stream}' is {field.field_type} "
+                f"cluster field {field.name} of stream '{shown(stream)}' is {field.field_type} "
                 f"{field.mode}, which BigQuery cannot cluster on"
             )
     return Layout(partition, tuple(field.name for field in cluster if field is not None))
@@ -93,56 +107,150 @@ class Tables:
         """`project.dataset.name`, as the client API wants it."""
         return f"{self.project}.{self.dataset}.{name}"
 
-    def ensure_dataset(self) -> None:
-        """Create the dataset if it does not exist yet."""
-        dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+    def table_ref(self, name: str) -> bigquery.TableReference:
+        """A reference to table `name` of the dataset."""
+        return bigquery.DatasetReference(self.project, self.dataset).table(name)
+
+    def ensure_dataset(self) -> str | None:
+        """Look the dataset up, and create it only when it is missing; return its location.
+
+        Creating needs `bigquery.datasets.create`, which the least-privilege setup (BigQuery
+        Data Editor on the dataset) lacks, so an existing dataset is never created again.
+
+        Raises:
+            ConfigError: when the dataset exists in another location than `location`.
+        """
+        reference = f"{self.project}.{self.dataset}"
+
+        def get() -> bigquery.Dataset | None:
+            try:
+                return self.client.get_dataset(reference, retry=None, timeout=API_TIMEOUT_SECONDS)
+            except api_exceptions.NotFound:
+                return None
+
+        existing = self.runner.call(f"get dataset {reference}", get)
+        if existing is not None:
+            found = existing.location
+            if self.location and found and found.lower() != self.location.lower():
+                raise ConfigError(
+                    f"config: dataset {reference} is in location {found}, but 'location' is "
+                    f"{self.location}; set location to {found} or use another dataset"
+                )
+            return found
+        dataset = bigquery.Dataset(reference)
         if self.location:
             dataset.location = self.location
-        self.runner.call(
-            f"create dataset {self.dataset}",
+        created = self.runner.call(
+            f"create dataset {reference}",
             lambda: self.client.create_dataset(
                 dataset, exists_ok=True, retry=None, timeout=API_TIMEOUT_SECONDS
             ),
         )
+        where = created.location or self.location
+        log.info(
+            "created dataset %s in %s",
+            reference,
+            where or "BigQuery's default location (set 'location' to choose one)",
+        )
+        return where
 
     def ensure_table(
-        self, name: str, wanted: tuple[SchemaField, ...], layout: Layout, *, expires: bool = False
+        self,
+        name: str,
+        wanted: tuple[SchemaField, ...],
+        layout: Layout,
+        *,
+        expires: bool = False,
+        stream: str | None = None,
     ) -> tuple[SchemaField, ...]:
         """Create the table, or evolve it so every wanted column fits; return its fields.
 
+        A final table (`stream` given) is labelled with a digest of the stream's name when
+        created: a later stream whose name folds to the same table is refused (a table from
+        an earlier version gets the label now). Updates are conditional on the table's etag,
+        so two runs evolving one table at once (a parallel backfill) retry on the newer schema
+        instead of failing or overwriting each other's change.
+
         Raises:
-            SchemaChangeError: for an incompatible change, or one BigQuery did not apply.
+            SchemaChangeError: for an incompatible change, a table of another stream, or a
+                change BigQuery did not apply.
         """
         table_id = self.table_id(name)
-        existing = self._get(table_id)
-        if existing is None:
-            table = bigquery.Table(table_id, schema=list(wanted))
-            if layout.partition_field:
-                table.time_partitioning = bigquery.TimePartitioning(field=layout.partition_field)
-            if layout.cluster_fields:
-                table.clustering_fields = list(layout.cluster_fields)
-            if expires:
-                table.expires = datetime.now(UTC) + STAGING_EXPIRATION
-            created = self.runner.call(
-                f"create table {table_id}",
-                lambda: self.client.create_table(
-                    table, exists_ok=True, retry=None, timeout=API_TIMEOUT_SECONDS
-                ),
-            )
-            log.info("created table %s", table_id)
-            return reconcile(tuple(created.schema), wanted, table_id).fields
-        evolution = reconcile(tuple(existing.schema), wanted, table_id)
-        if evolution.changes:
+        for _ in range(SCHEMA_UPDATE_TRIES):
+            existing = self._get(table_id)
+            if existing is None:
+                created = self._create(table_id, wanted, layout, expires=expires, stream=stream)
+                if created is not None:
+                    return reconcile(tuple(created.schema), wanted, table_id).fields
+                continue  # another run created it meanwhile: evolve that one
+            managed = _check_owner(existing, stream, table_id)
+            evolution = reconcile(tuple(existing.schema), wanted, table_id, managed=managed)
+            adopt = stream is not None and not managed
+            if not evolution.changes and not adopt:
+                return evolution.fields
             existing.schema = list(evolution.fields)
-            updated = self.runner.call(
-                f"update schema of {table_id}",
-                lambda: self.client.update_table(
-                    existing, ["schema"], retry=None, timeout=API_TIMEOUT_SECONDS
-                ),
-            )
+            changed = ["schema"]
+            if adopt:
+                existing.labels = {**existing.labels, STREAM_LABEL: stream_label(stream)}
+                changed.append("labels")
+            updated = self._update(existing, changed)
+            if updated is None:
+                log.info(
+                    "table %s was changed by another run meanwhile: evolving it again", shown(name)
+                )
+                continue
             _check_applied(table_id, tuple(updated.schema), evolution.fields)
-            log.info("table %s: %s", table_id, "; ".join(evolution.changes))
-        return evolution.fields
+            if evolution.changes:
+                log.info("table %s: %s", shown(table_id), "; ".join(evolution.changes))
+            return evolution.fields
+        raise SchemaChangeError(
+            f"table {table_id} kept changing while its schema was updated "
+            f"({SCHEMA_UPDATE_TRIES} tries); rerun the target"
+        )
+
+    def _create(
+        self,
+        table_id: str,
+        wanted: tuple[SchemaField, ...],
+        layout: Layout,
+        *,
+        expires: bool,
+        stream: str | None,
+    ) -> bigquery.Table | None:
+        """Create the table; None if it exists already (created by someone else meanwhile)."""
+        table = bigquery.Table(table_id, schema=list(wanted))
+        if layout.partition_field:
+            table.time_partitioning = bigquery.TimePartitioning(field=layout.partition_field)
+        if layout.cluster_fields:
+            table.clustering_fields = list(layout.cluster_fields)
+        if expires:
+            table.expires = datetime.now(UTC) + STAGING_EXPIRATION
+        if stream is not None:
+            table.labels = {STREAM_LABEL: stream_label(stream)}
+
+        def create() -> bigquery.Table | None:
+            try:
+                return self.client.create_table(table, retry=None, timeout=API_TIMEOUT_SECONDS)
+            except api_exceptions.Conflict:
+                return None
+
+        created = self.runner.call(f"create table {table_id}", create)
+        if created is not None:
+            log.info("created table %s", shown(table_id))
+        return created
+
+    def _update(self, table: bigquery.Table, changed: list[str]) -> bigquery.Table | None:
+        """Update `changed` properties if the table's etag still matches; None if it changed."""
+
+        def update() -> bigquery.Table | None:
+            try:
+                return self.client.update_table(
+                    table, changed, retry=None, timeout=API_TIMEOUT_SECONDS
+                )
+            except api_exceptions.PreconditionFailed:
+                return None
+
+        return self.runner.call(f"update {', '.join(changed)} of {table.table_id}", update)
 
     def create_staging(self, name: str, fields: tuple[SchemaField, ...]) -> None:
         """Create (or keep, on a retry) an expiring staging table with these columns."""
@@ -183,6 +291,27 @@ class Tables:
                 return None
 
         return self.runner.call(f"get table {table_id}", get)
+
+
+def stream_label(stream: str) -> str:
+    """The `STREAM_LABEL` value for a stream: label values hold only [a-z0-9_-], <= 63."""
+    return hashlib.sha256(stream.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _check_owner(table: bigquery.Table, stream: str | None, table_id: str) -> bool:
+    """Whether the table carries a stream label; refuse one carrying another stream's.
+
+    Raises:
+        SchemaChangeError: when the table was created for another stream.
+    """
+    label = (table.labels or {}).get(STREAM_LABEL)
+    if stream is not None and label is not None and label != stream_label(stream):
+        raise SchemaChangeError(
+            f"table {table_id} was created for another stream (label {STREAM_LABEL}={label}), "
+            f"not for stream '{shown(stream)}', whose name becomes the same table name; give "
+            "each stream its own table (table_prefix, or rename one with a stream map)"
+        )
+    return label is not None
 
 
 def _check_applied(table_id: str, actual: tuple, expected: tuple) -> None:

@@ -32,6 +32,7 @@ import msgspec
 from jsonschema.exceptions import best_match
 
 from target_bigquery_lite.errors import InputError
+from target_bigquery_lite.identifiers import shown
 
 Validator = Callable[[dict[str, Any]], Any]
 ValidationFailure = fastjsonschema.JsonSchemaValueException | jsonschema.ValidationError
@@ -59,21 +60,22 @@ def check_schema(schema: Any, stream: str) -> None:
         InputError: naming the stream and what is wrong with the schema.
     """
     if not isinstance(schema, dict):
-        raise InputError(f"SCHEMA for stream '{stream}' is not a JSON object")
+        raise InputError(f"SCHEMA for stream '{shown(stream)}' is not a JSON object")
     validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
     try:
         validator_class.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(part) for part in exc.absolute_path) or "(root)"
         raise InputError(
-            f"SCHEMA for stream '{stream}' is not a valid JSON Schema at {where}: {exc.message}"
+            f"SCHEMA for stream '{shown(stream)}' is not a valid JSON Schema at {where}: "
+            f"{exc.message}"
         ) from None
     for node in _schema_nodes(schema):
         ref = node.get("$ref")
         if isinstance(ref, str) and not ref.startswith("#"):
             raise InputError(
-                f"SCHEMA for stream '{stream}': $ref {ref[:200]!r} is not a reference into the "
-                "schema itself ('#/...'); remote schemas are never fetched"
+                f"SCHEMA for stream '{shown(stream)}': $ref {ref[:200]!r} is not a "
+                "reference into the schema itself ('#/...'); remote schemas are never fetched"
             )
 
 
@@ -137,7 +139,7 @@ def compile_validator(schema: dict[str, Any], stream: str) -> Validator:
     try:
         compiled = fastjsonschema.compile(limited, use_default=False, use_formats=False)
     except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
-        log.warning("stream '%s': using the slower jsonschema validator (%s)", stream, exc)
+        log.warning("stream '%s': using the slower jsonschema validator (%s)", shown(stream), exc)
         validator_class = jsonschema.validators.validator_for(limited, jsonschema.Draft7Validator)
         return validator_class(limited).validate
     struct = flat_struct(schema)

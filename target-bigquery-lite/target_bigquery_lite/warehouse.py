@@ -3,34 +3,22 @@
 Two clients: one for the main thread (tables for new or changed SCHEMAs, end-of-run work)
 and one owned by the committer thread, so the two never share an HTTP session. The main
 thread only changes a table the committer might be loading after waiting for it to be idle
-(see `Runner._drain`).
+(see `Runner._drain`). What each step does to a stream's tables is its load method's
+business (`load_methods`); this module only decides which client runs it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from google.cloud import bigquery
-
-from target_bigquery_lite.committer import (
-    Batch,
-    Committer,
-    commit_stream_batch,
-    overwrite_table_name,
-)
+from target_bigquery_lite.committer import Batch, Committer
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.connection import make_client
-from target_bigquery_lite.identifiers import quote_table
 from target_bigquery_lite.jobs import JobRunner
 from target_bigquery_lite.load import set_upload_chunk_size
-from target_bigquery_lite.merge import (
-    VERSION_PARAMETER,
-    build_delete_old_versions_sql,
-    build_replace_sql,
-)
-from target_bigquery_lite.streams import Stream
-from target_bigquery_lite.tables import Layout, Tables, table_layout
+from target_bigquery_lite.load_methods import LoadMethod, TablePlan, TableRequest
+from target_bigquery_lite.tables import Tables
+from target_bigquery_lite.versions import delete_old_versions
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -38,15 +26,17 @@ log = logging.getLogger("target_bigquery_lite")
 class Warehouse:
     """Connects on first use; owns the committer thread."""
 
-    def __init__(
-        self, settings: Settings, run_id: str, on_committed: Callable[[Batch], None]
-    ) -> None:
-        """`on_committed(batch)` runs in the committer thread after each batch commits."""
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        """Nothing is contacted before the first `prepare`."""
         self.settings = settings
         self.run_id = run_id
-        self._on_committed = on_committed
         self._tables: Tables | None = None
         self._committer: Committer | None = None
+
+    @property
+    def committer(self) -> Committer | None:
+        """The committer thread, once connected."""
+        return self._committer
 
     @property
     def busy(self) -> bool:
@@ -54,22 +44,28 @@ class Warehouse:
         return self._committer is not None and self._committer.busy
 
     def tables(self) -> Tables:
-        """The main thread's table operations (connecting, and starting the committer, once)."""
+        """The main thread's table operations (connecting, and starting the committer, once).
+
+        The dataset is looked up first; jobs then run in its location, so that polling them
+        works for datasets outside the US even when `location` is not set.
+        """
         if self._tables is None:
             set_upload_chunk_size()
-            tables = Tables(self._runner(), self.settings)
-            tables.ensure_dataset()
-            worker = Tables(self._runner(), self.settings)
+            location = Tables(self._runner(None), self.settings).ensure_dataset()
+            tables = Tables(self._runner(location), self.settings)
+            worker = Tables(self._runner(location), self.settings)
             self._committer = Committer(lambda batch: self._commit(worker, batch))
             self._tables = tables
         return self._tables
 
-    def submit(self, batch: Batch, before: Callable[[], None]) -> None:
-        """Wait for the batch in flight, run `before`, then hand `batch` to the committer."""
+    def prepare(self, method: LoadMethod, request: TableRequest) -> TablePlan:
+        """Create or evolve the stream's table(s) with its method; the plan for its batches."""
+        return method.prepare(self.tables(), request)
+
+    def submit(self, batch: Batch) -> None:
+        """Hand `batch` to the committer (after `wait`: one batch in flight at a time)."""
         self.tables()
         assert self._committer is not None
-        self._committer.wait()
-        before()
         self._committer.submit(batch)
 
     def wait(self) -> None:
@@ -82,56 +78,27 @@ class Warehouse:
         if self._committer is not None:
             self._committer.check()
 
-    def prepare(self, stream: Stream) -> None:
-        """Create or evolve the stream's table(s) and fix its load plan."""
-        tables = self.tables()
-        wanted = stream.all_wanted()
-        layout = table_layout(wanted, self.settings, stream.message.stream)
-        fields = tables.ensure_table(stream.table, wanted, layout)
-        destination = stream.table
-        if stream.method == "overwrite":
-            destination = overwrite_table_name(self.run_id, stream.table)
-            fields = tables.ensure_table(destination, wanted, Layout(), expires=True)
-        stream.attach(fields, destination)
+    def committed(self) -> list[Batch]:
+        """Batches committed since the last call (see `Committer.committed`)."""
+        return self._committer.committed() if self._committer is not None else []
 
-    def replace(self, stream: Stream) -> None:
-        """Overwrite stream at the end of the run: swap in its rows in one transaction."""
-        tables = self.tables()
-        assert stream.plan is not None
-        project, dataset = tables.project, tables.dataset
-        sql = build_replace_sql(
-            quote_table(project, dataset, stream.table),
-            quote_table(project, dataset, stream.plan.destination),
-            [field.name for field in stream.plan.load_fields],
-        )
-        tables.runner.query(f"final_{stream.table[:200]}_replace", sql)
-        tables.drop(stream.plan.destination)
-        log.info("stream '%s': table %s replaced", stream.message.stream, stream.table)
+    def finish(self, plan: TablePlan) -> None:
+        """The stream's end-of-run work (its method's), on the main thread, nothing in flight."""
+        plan.method.finish(self.tables(), plan)
 
-    def delete_old_versions(self, stream: Stream, version: int) -> None:
+    def delete_old_versions(
+        self, plan: TablePlan, version: int, run_id: str, *, keep_unmarked: bool
+    ) -> None:
         """Full-table stream at the end of the run: remove rows of versions before `version`."""
-        tables = self.tables()
-        sql = build_delete_old_versions_sql(
-            quote_table(tables.project, tables.dataset, stream.table)
-        )
-        job = tables.runner.query(
-            f"final_{stream.table[:200]}_versions",
-            sql,
-            [bigquery.ScalarQueryParameter(VERSION_PARAMETER, "INT64", version)],
-        )
-        log.info(
-            "stream '%s': version %d is active; %s rows of older versions deleted",
-            stream.message.stream,
-            version,
-            job.num_dml_affected_rows,
+        delete_old_versions(
+            self.tables(), plan.stream, plan.table, version, run_id, keep_unmarked=keep_unmarked
         )
 
-    def _runner(self) -> JobRunner:
-        client = make_client(self.settings)
+    def _runner(self, location: str | None) -> JobRunner:
+        client = make_client(self.settings, location)
         return JobRunner(client, self.run_id, self.settings.max_retries)
 
     def _commit(self, tables: Tables, batch: Batch) -> None:
         """Runs in the committer thread."""
         for item in batch.streams:
-            commit_stream_batch(tables.runner, tables, self.run_id, batch.number, item)
-        self._on_committed(batch)
+            item.plan.method.commit(tables, item.plan, item.staged, batch.number)

@@ -60,6 +60,7 @@ def target_config(tmp_path: Path, bigquery_emulator: Any, bq_dataset: str) -> Ca
             "dataset": bq_dataset,
             "api_endpoint": bigquery_emulator.url,
             "staging_dir": str(tmp_path / "staging"),
+            "batch_roots": [str(tmp_path)],
             "max_retries": 1,
             **overrides,
         }

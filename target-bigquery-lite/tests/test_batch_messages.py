@@ -110,7 +110,8 @@ def test_batch_messages_load_the_same_rows_as_records(
 def test_unusable_batch_messages_fail_clearly(
     name: str, message: str, target_config: Callable[..., Path], data_file: Callable[[str], Path]
 ) -> None:
-    result = run_target(target_config(), data_file(name))
+    roots = [str(data_file(name).parent), "/nonexistent/target-bigquery-lite"]
+    result = run_target(target_config(batch_roots=roots), data_file(name))
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -134,7 +134,7 @@ def test_unreachable_bigquery_fails_after_retries(tmp_path: Path) -> None:
     }
     result = run_target(config, json.dumps(schema).encode() + b"\n")
     assert result.returncode == 1
-    assert "create dataset d failed after 2 tries" in result.stderr
+    assert "get dataset p.d failed after 2 tries" in result.stderr
     assert "transient error" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -32,12 +32,12 @@ def test_hostile_names_become_plain_identifiers(
         field.name for field in bq_client.get_table(f"flows-local.{bq_dataset}.{table}").schema
     ]
     assert columns == [
-        "id", "first_name", "a_b", "naive", "__", "back_tick", "select", "_1st",
+        "id", "first_name", "a_b", "naive", "名前", "back_tick", "select", "_1st",
         "x___DROP_TABLE_victim____",
     ]  # fmt: skip
     got = query(bq_client, f"SELECT * FROM `flows-local.{bq_dataset}.{table}` ORDER BY id")
     assert got[0] == {
-        "id": 1, "first_name": "Ada", "a_b": "dot", "naive": "café", "__": "名",
+        "id": 1, "first_name": "Ada", "a_b": "dot", "naive": "café", "名前": "名",
         "back_tick": "`); DROP TABLE x; --", "select": "from", "_1st": 1,
         "x___DROP_TABLE_victim____": "'; DELETE FROM x WHERE '1'='1",
     }  # fmt: skip

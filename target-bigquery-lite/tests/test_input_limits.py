@@ -59,7 +59,7 @@ def test_a_state_with_integers_beyond_64_bits_is_passed_on_exactly(
     )
     result = run_target(target_config(), data)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ['{"cursor":123456789012345678901234567890}'] * 2
+    assert result.stdout.splitlines() == ['{"cursor": 123456789012345678901234567890}'] * 2
 
 
 def test_a_line_nested_too_deeply_is_a_clear_error(target_config: Callable[..., Path]) -> None:
@@ -132,4 +132,4 @@ def test_a_full_staging_disk_is_a_clear_error(
     result = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
     assert_clear_failure(result, f"cannot write staging file {tmp_path}/staging/run-")
     assert "File too large (errno 27)" in result.stderr
-    assert "point staging_dir at another disk" in result.stderr
+    assert "a file size limit (ulimit -f) stopped it" in result.stderr

@@ -1,6 +1,6 @@
 """Pure tests: BATCH rows checked a block at a time get the row path's verdicts and rows.
 
-Each case stages one batch file twice with `stage_batch_file`: with the stream's block
+Each case stages one batch file twice with `staged_chunks`: with the stream's block
 decoder (msgspec, 128 KiB at a time) and without it (the row path: orjson and the compiled
 validator, row by row). Both must end the same way (the same error message, naming the
 same line, or the same last sequence number) with the same rows staged. The odd line sits
@@ -9,20 +9,21 @@ in the middle of a ~380 KiB file, so the blocks around it take the block path.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
-from target_bigquery_lite.batch_rows import stage_batch_file
+from target_bigquery_lite.batch_rows import RowContext, staged_chunks
 from target_bigquery_lite.config import parse_settings
 from target_bigquery_lite.errors import TargetError
+from target_bigquery_lite.load_methods import method_for
 from target_bigquery_lite.messages import SchemaMessage
-from target_bigquery_lite.progress import StreamCounts
-from target_bigquery_lite.stage import StageWriter
-from target_bigquery_lite.streams import Stream, build_stream
+from target_bigquery_lite.streams import StreamSpec, build_spec
 from target_bigquery_lite.validate import flat_struct
 
 PROPERTIES = {
@@ -41,7 +42,7 @@ CLOSED = {
     "additionalProperties": False,
 }
 OPEN = {**CLOSED, "additionalProperties": True}
-NULLABLE_KEY = {  # the key is neither required nor non-null: Stream.stage checks it
+NULLABLE_KEY = {  # the key is neither required nor non-null: StreamSpec.encode checks it
     **OPEN,
     "properties": {**PROPERTIES, "id": {"type": ["integer", "null"]}},
     "required": ["time", "src"],
@@ -71,9 +72,14 @@ def batch_file(tmp_path: Path, odd: bytes, *, packed: bool = False, last_newline
     return path
 
 
-def make_stream(schema: dict[str, Any], method: str | None = None) -> Stream:
-    settings, _ = parse_settings({"project": "p", "dataset": "d", "load_method": method})
-    return build_stream(SchemaMessage("flows", schema, ("id",)), settings, StreamCounts("", ""))
+def make_stream(schema: dict[str, Any], method: str | None = None, **settings: Any) -> StreamSpec:
+    parsed, _ = parse_settings({"project": "p", "dataset": "d", "load_method": method, **settings})
+    return build_spec(
+        SchemaMessage("flows", schema, ("id",)),
+        parsed,
+        lambda keys: method_for(parsed.load_method, "flows", keys),
+        "run1",
+    )
 
 
 def stage(
@@ -84,27 +90,32 @@ def stage(
     if blocks:
         assert stream.batch_decoder is not None
     else:
-        stream.flat_decoder = None
+        stream = dataclasses.replace(stream, flat_decoder=None)
         assert stream.batch_decoder is None
     staged = tmp_path / f"staged-{blocks}.ndjson"
-    stream.open_writer = lambda seq: StageWriter(staged)
+    encode = StreamSpec.encode
     one_by_one = 0
-    stage_one = stream.stage
 
-    def counting_stage(*args: Any) -> None:
+    def counting_encode(*args: Any) -> bytes:
         nonlocal one_by_one
         one_by_one += 1
-        stage_one(*args)
+        return encode(*args)
 
-    stream.stage = counting_stage  # type: ignore[method-assign]
-    try:
-        seq = stage_batch_file(stream, path, {"type": "BATCH"}, 10)
-        outcome = f"ok: last seq {seq}, {stream.counts.received} received"
-    except TargetError as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
-    finally:
-        written = stream.writer.close().rows if stream.writer is not None else 0
-    assert written == stream.counts.received
+    received = 0
+    seq = 10
+    with staged.open("wb") as out, mock.patch.object(StreamSpec, "encode", counting_encode):
+        try:
+            context = RowContext({"type": "BATCH"}, "", None)
+            for chunk in staged_chunks(stream, path, context, 10, 1):
+                assert chunk.first_seq == seq + 1
+                out.write(chunk.data)
+                received += chunk.rows
+                seq += chunk.rows
+            outcome = f"ok: last seq {seq}, {received} received"
+        except TargetError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+    written = len(staged.read_bytes().splitlines())
+    assert written == received
     rows = []
     for line in staged.read_bytes().splitlines() if written else []:
         values = json.loads(line)  # an absent and a null value both load as NULL
@@ -158,7 +169,7 @@ CASES = [  # (id, schema, the odd line(s), what both ways must end with)
     ("two-rows-on-a-line", CLOSED, row(END) + b" " + row(END + 1), "1501 is not valid JSON"),
     # msgspec counts two rows and skips the blank line: as many rows as newlines
     ("two-rows-and-a-blank", CLOSED, row(END) + row(END + 1) + b"\n", "1501 is not valid JSON"),
-    ("not-an-object", CLOSED, b"[1, 2]", "input line 1501 is not a JSON object"),
+    ("not-an-object", CLOSED, b"[1, 2]", "rows.jsonl line 1501 is not a JSON object"),
     ("blanks-then-bad-row", CLOSED, b"\n  \n\t\r\n" + odd_row(END, time='"x"'), "line 1501)"),
     ("form-feed-line", CLOSED, b"\x0c", "ok: last seq 3009"),  # blank to bytes.strip()
     (
@@ -204,12 +215,10 @@ def test_valid_files_take_the_block_path_only(tmp_path: Path, method: str, packe
 
 def test_only_streams_staging_rows_unchanged_get_a_block_decoder() -> None:
     assert make_stream(CLOSED).batch_decoder is not None
-    settings, _ = parse_settings({"project": "p", "dataset": "d", "validate_records": False})
-    raw = build_stream(SchemaMessage("flows", CLOSED, ("id",)), settings, StreamCounts("", ""))
+    raw = make_stream(CLOSED, validate_records=False)
     assert raw.batch_decoder is None  # copied raw instead
     assert raw.raw_batches_ok
-    versioned = make_stream(CLOSED)
-    versioned.versioned = True
+    versioned = make_stream(CLOSED).with_versions()
     assert versioned.batch_decoder is None
     renamed = {**OPEN, "properties": {**PROPERTIES, "Sée": {"type": "string"}}}
     assert make_stream(renamed).batch_decoder is None  # its key needs renaming

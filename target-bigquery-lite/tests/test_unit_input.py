@@ -92,13 +92,12 @@ def test_batch_files_plain_and_gzip(tmp_path: Path) -> None:
     plain.write_bytes(b'{"id":1}\n{"id":2}')  # no final newline
     packed = tmp_path / "packed.json.gz"
     packed.write_bytes(gzip.compress(b'{"id":3}\n\n{ }\n'))
-    out: list[bytes] = []
-    assert batch_files.copy_rows(plain, out.append) == 2
-    assert b"".join(out) == b'{"id":1}\n{"id":2}\n'
-    out.clear()
-    rows = batch_files.copy_rows_with_sequence(packed, out.append, "_seq", 10, "s")
-    assert rows == 2
-    assert [json.loads(line) for line in b"".join(out).splitlines()] == [
+    blocks = list(batch_files.raw_blocks(plain))
+    assert sum(rows for _, rows in blocks) == 2
+    assert b"".join(block for block, _ in blocks) == b'{"id":1}\n{"id":2}\n'
+    blocks = list(batch_files.blocks_with_sequence(packed, "_seq", 10, "s"))
+    assert sum(rows for _, rows in blocks) == 2
+    assert [json.loads(line) for line in b"".join(b for b, _ in blocks).splitlines()] == [
         {"_seq": 10, "id": 3},
         {"_seq": 11},
     ]
@@ -106,13 +105,40 @@ def test_batch_files_plain_and_gzip(tmp_path: Path) -> None:
 
 
 def test_batch_manifest_paths(tmp_path: Path) -> None:
+    roots = (str(tmp_path.resolve()),)
     path = tmp_path / "a b.jsonl"
     path.write_text("{}\n")
-    assert batch_files.manifest_path(path.as_uri(), "s") == path
+    assert batch_files.manifest_path(path.as_uri(), "s", roots) == path.resolve()
     with pytest.raises(InputError, match="not a local file:// URL"):
-        batch_files.manifest_path("https://example.invalid/a.jsonl", "s")
+        batch_files.manifest_path("https://example.invalid/a.jsonl", "s", roots)
     with pytest.raises(InputError, match="does not exist"):
-        batch_files.manifest_path((tmp_path / "missing").as_uri(), "s")
+        batch_files.manifest_path((tmp_path / "missing").as_uri(), "s", roots)
+
+
+@pytest.mark.parametrize("outside", ["/etc/passwd", "../secret.json", "sub/../../secret.json"])
+def test_batch_manifests_outside_the_roots_are_refused(tmp_path: Path, outside: str) -> None:
+    root = tmp_path / "batches"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret.json").write_text('{"private_key": "x"}\n')
+    target = outside if outside.startswith("/") else str(root / outside)
+    with pytest.raises(InputError, match="is outside batch_roots"):
+        batch_files.manifest_path(Path(target).as_uri(), "s", (str(root.resolve()),))
+
+
+def test_a_symlink_out_of_the_roots_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "batches"
+    root.mkdir()
+    (tmp_path / "key.json").write_text('{"private_key": "x"}\n')
+    (root / "innocent.jsonl").symlink_to(tmp_path / "key.json")
+    with pytest.raises(InputError, match="is outside batch_roots"):
+        batch_files.manifest_path((root / "innocent.jsonl").as_uri(), "s", (str(root),))
+
+
+def test_without_batch_roots_every_manifest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("{}\n")
+    with pytest.raises(InputError, match="the batch_roots setting, and it is empty"):
+        batch_files.manifest_path(path.as_uri(), "s", ())
 
 
 def test_validation_messages_name_the_field() -> None:

@@ -9,18 +9,26 @@ floats.
 
 from __future__ import annotations
 
+import decimal
+import errno
 import io
 import json
 import logging
+import os
+import random
+import resource
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
 from target_bigquery_lite import messages
-from target_bigquery_lite.errors import InputError
+from target_bigquery_lite.errors import InputError, StagingError
 from target_bigquery_lite.schema_mapping import MAX_RECORD_DEPTH, map_schema
+from target_bigquery_lite.stage import StagingArea
 from target_bigquery_lite.state import StateTracker
+from target_bigquery_lite.state_text import state_value
 from target_bigquery_lite.validate import (
     INT64_MAX,
     INT64_MIN,
@@ -121,19 +129,73 @@ def test_deeply_nested_lines_are_a_clear_input_error() -> None:
         messages.parse_line(deep, 4)
 
 
-def test_exact_parse_keeps_integers_beyond_64_bits() -> None:
-    line = b'{"type": "STATE", "value": {"cursor": 100000000000000000000000001}}'
-    assert messages.parse_line(line, 1)["value"]["cursor"] != 100000000000000000000000001
-    assert messages.parse_line_exactly(line, 1)["value"]["cursor"] == 100000000000000000000000001
-    with pytest.raises(InputError, match="input line 2 is not a JSON object"):
-        messages.parse_line_exactly(b"[]", 2)
-
-
-def test_states_orjson_cannot_write_are_written_exactly() -> None:
+def test_states_are_passed_on_byte_for_byte() -> None:
     out = io.BytesIO()
     tracker = StateTracker(out)
-    tracker.received({"cursor": 2**90, "text": "a\ud800b"}, tag=0)
-    assert json.loads(out.getvalue()) == {"cursor": 2**90, "text": "a\ud800b"}
+    values = [
+        b'{"cursor": 100000000000000000000000001, "text": "a\\ud800b"}',
+        b'{"c":12345678901234567.89}',
+        b'{"c": 0.99999999999999999999}',
+        b'{"c":1e400,"d":NaN,"e":-Infinity}',
+        b'{"c": "a \\" , } ] value"}',
+    ]
+    for value in values:
+        line = b'{"type": "STATE", "value": ' + value + b', "extra": [1, {"value": 2}]}'
+        tracker.received(state_value(line, 1), tag=0)
+    assert out.getvalue().splitlines() == values
+
+
+@pytest.mark.parametrize("value", [b"0", b"false", b'""', b"[]", b"0.0", b'{"a": {}}'])
+def test_falsy_states_are_states(value: bytes) -> None:
+    out = io.BytesIO()
+    StateTracker(out).received(state_value(b'{"type":"STATE","value":' + value + b"}", 1), 0)
+    assert out.getvalue() == value + b"\n"
+
+
+@pytest.mark.parametrize("value", [b"null", b"{}", b"{ }", b" null "])
+def test_empty_states_are_never_passed_on(value: bytes) -> None:
+    out = io.BytesIO()
+    StateTracker(out).received(state_value(b'{"type":"STATE","value":' + value + b"}", 1), 0)
+    assert out.getvalue() == b""
+
+
+def test_state_without_value_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="STATE message on input line 3 has no 'value'"):
+        state_value(b'{"type": "STATE"}', 3)
+    with pytest.raises(InputError, match="STATE message on input line 4 has no 'value'"):
+        state_value(b'{"type": "STATE", "x": NaN}', 4)
+
+
+def _number_texts(rng: random.Random) -> list[str]:
+    """Decimal and integer bookmarks of many sizes, as a tap's JSON writer would spell them."""
+    texts = []
+    for digits in (*range(1, 40), 60, 100, 309, 400):
+        whole = str(rng.randrange(10 ** (digits - 1), 10**digits))
+        texts += [whole, f"-{whole}"]
+        for scale in (1, 2, 9, 17, 20, 38):
+            fraction = "".join(rng.choice("0123456789") for _ in range(scale))
+            texts += [f"{whole}.{fraction}", f"-0.{fraction}{whole}"]
+        texts += [f"{whole[0]}.{whole[1:] or '0'}e{rng.randrange(-400, 400)}"]
+    return texts
+
+
+def test_generated_number_bookmarks_pass_through_exactly() -> None:
+    rng = random.Random(20261201)  # fixed: a failure names the text that broke
+    out = io.BytesIO()
+    tracker = StateTracker(out)
+    texts = _number_texts(rng)
+    expected = []
+    for spacing in ("", " "):
+        for text in texts:
+            value = f'{{"bookmarks":{{"s":{{"replication_key_value":{spacing}{text}}}}}}}'
+            line = f'{{"type":"STATE","value":{value},"x":1}}'.encode()
+            tracker.received(state_value(line, 1), tag=0)
+            expected.append(value)
+    assert out.getvalue().decode().splitlines() == expected
+    for value, text in zip(expected, texts * 2, strict=True):
+        parsed = json.loads(value, parse_float=decimal.Decimal)
+        number = parsed["bookmarks"]["s"]["replication_key_value"]
+        assert number == (decimal.Decimal(text) if any(c in text for c in ".e") else int(text))
 
 
 def nested_object(depth: int) -> dict[str, Any]:
@@ -161,3 +223,44 @@ def test_records_nest_at_most_fifteen_levels_then_become_json(
     assert "property deep.l0.l1" in caplog.text
     assert "nested deeper than BigQuery's 15 RECORD levels" in caplog.text
     jsonschema.Draft7Validator.check_schema(schema)
+
+
+def test_staging_keeps_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    area = StagingArea(tmp_path, "run1", max_open=3)
+    before = open_files()
+    writers = [area.open(f"t{n}", 1) for n in range(10)]
+    for round_no in range(3):
+        for number, writer in enumerate(writers):
+            writer.write(f"{round_no}-{number}\n".encode())
+        assert open_files() - before <= 3 + 1  # the run folder's lock
+    staged = [writer.close() for writer in writers]
+    assert [s.path.read_text().split() for s in staged] == [
+        [f"{r}-{n}" for r in range(3)] for n in range(10)
+    ]
+    assert [s.size for s in staged] == [s.path.stat().st_size for s in staged]
+
+
+def test_the_open_files_bound_follows_the_process_limit(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, hard))
+        assert StagingArea(tmp_path, "run2").max_open == 10
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert StagingArea(tmp_path, "run3").max_open == min(64, soft // 4)
+
+
+def test_a_full_disk_removes_the_failed_runs_own_files(tmp_path: Path) -> None:
+    area = StagingArea(tmp_path, "run4")
+    writer = area.open("t", 1)
+    writer.write(b"{}\n")
+    writer.abandon()
+    area.after_failure(StagingError("cannot write", errno.ENOSPC))
+    assert not area.folder.exists()
+    kept = StagingArea(tmp_path, "run5")
+    kept.open("t", 1).abandon()
+    kept.after_failure(StagingError("bad record"))
+    assert kept.folder.is_dir()

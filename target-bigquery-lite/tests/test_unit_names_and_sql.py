@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pytest
 
 from target_bigquery_lite.identifiers import (
@@ -11,11 +14,9 @@ from target_bigquery_lite.identifiers import (
     quote_table,
     table_name,
 )
-from target_bigquery_lite.merge import (
-    build_delete_old_versions_sql,
-    build_merge_sql,
-    build_replace_sql,
-)
+from target_bigquery_lite.load_methods.merge import build_merge_sql
+from target_bigquery_lite.load_methods.overwrite import build_replace_sql
+from target_bigquery_lite.versions import build_delete_old_versions_sql
 
 
 @pytest.mark.parametrize(
@@ -26,7 +27,14 @@ from target_bigquery_lite.merge import (
         ("first name", "first_name"),
         ("a.b", "a_b"),
         ("naïve café", "naive_cafe"),
-        ("名前", "__"),
+        ("名前", "名前"),
+        ("заказы", "заказы"),
+        ("Größe", "Große"),
+        ("Йошкар-Ола", "Йошкар_Ола"),
+        ("и\u0306", "й"),  # decomposed input is composed first
+        ("ﬁle", "file"),
+        ("नमस्ते", "नमस्ते"),  # Devanagari with its vowel marks
+        ("emoji 🙂", "emoji__"),
         ("back`tick", "back_tick"),
         ("1st", "_1st"),
         ("", "_"),
@@ -44,13 +52,55 @@ def test_column_name_too_long() -> None:
         column_name("x" * 301)
 
 
+SCRIPTS = {
+    "latin": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "cyrillic": "абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВГДЕЁЖЗИЙ",
+    "greek": "αβγδεζηθικλμνξοπρστυφχψωΑΒΓΔ",
+    "arabic": "ابتثجحخدذرزسشصضطظعغفقكلمنهوي",
+    "hebrew": "אבגדהוזחטיכלמנסעפצקרשת",
+    "devanagari": "कखगघङचछजझञटठडढणतथदधनपफबभमयरलवशषसह",
+    "cjk": "日本語中文字表名前流量記録",
+    "hangul": "한국어테이블이름기록",
+    "thai": "กขคงจฉชซญดตถทนบปผพฟภมยรลวศษสห",
+    "digits": "0123456789\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_names_in_every_script_stay_distinct(script: str) -> None:
+    rng = random.Random(f"names-{script}")  # fixed: a failure names its inputs
+    letters = SCRIPTS[script] + ("_" if script != "digits" else "")
+    names = {"".join(rng.choice(letters) for _ in range(rng.randint(1, 12))) for _ in range(400)}
+    columns = {column_name(name) for name in names}
+    tables = {table_name(name) for name in names}
+    assert len(columns) == len(tables) == len(names)  # nothing folds together
+    for name in names:
+        assert quote(column_name(name)) == f"`{column_name(name)}`"
+        assert table_name(name) == unicodedata.normalize("NFC", name)
+        assert quote_table("p", "d", table_name(name, "raw_"))
+
+
+def test_folded_names_are_plain_and_quotable() -> None:
+    rng = random.Random(20261201)
+    alphabet = "".join(SCRIPTS.values()) + " .-/$`;'\"\n\t\u200béèüñçÅ🙂\u0301\u0306"
+    for _ in range(2000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        column, table = column_name(name), table_name(name, "p_")
+        assert quote(column) == f"`{column}`"
+        assert quote_table("p", "d", table).endswith(f".`{table}`")
+        assert "`" not in column
+        assert "\\" not in table
+
+
 def test_table_names() -> None:
     assert table_name("flows`; DROP TABLE x; --") == "flows___DROP_TABLE_x____"
     assert table_name("public-users", "raw_") == "raw_public_users"
     assert table_name("test:SpecialChars!in?attributes") == "test_SpecialChars_in_attributes"
 
 
-@pytest.mark.parametrize("bad", ["a`b", "a b", "", "1a", "a.b", "x; DROP", "é"])
+@pytest.mark.parametrize(
+    "bad", ["a`b", "a b", "", "1a", "a.b", "x; DROP", "a\u200bb", "a\nb", "a\\b", "🙂"]
+)
 def test_quote_refuses_anything_but_plain_identifiers(bad: str) -> None:
     with pytest.raises(IdentifierError):
         quote(bad)
@@ -97,10 +147,11 @@ def test_merge_sql_refuses_unsafe_column_names() -> None:
         build_merge_sql("`p`.`d`.`t`", "`p`.`d`.`s`", ["id"], ["id", "x` = 1; DROP TABLE t; --"])
 
 
-def test_delete_old_versions_sql_uses_a_parameter() -> None:
+def test_delete_old_versions_sql_uses_parameters() -> None:
     assert build_delete_old_versions_sql("`p`.`d`.`t`") == (
         "DELETE FROM `p`.`d`.`t`\n"
-        "WHERE `_sdc_table_version` IS NULL OR `_sdc_table_version` < @version"
+        "WHERE `_sdc_table_version` < @version\n"
+        "   OR (`_sdc_table_version` IS NULL AND `_bqlite_run` IS DISTINCT FROM @run)"
     )
 
 

@@ -77,8 +77,8 @@ MOMENTS = {
 }
 # method, path regex, body regex (with the batch number) of the request held for a moment
 HOLDS = {
-    "load-held": ("POST", r"/upload/", r"_{batch:06d}_flows_load_"),
-    "merge-held": ("POST", r"/jobs", r"_{batch:06d}_flows_merge_"),
+    "load-held": ("POST", r"/upload/", r"_{batch:06d}_flows_[0-9a-f]{{16}}_load_"),
+    "merge-held": ("POST", r"/jobs", r"_{batch:06d}_flows_[0-9a-f]{{16}}_merge_"),
     "after-merge": ("DELETE", r"/tables/_bqlite_stage_\w+_{batch:06d}_flows", None),
 }
 VICTIMS = ("tap", "target", "both")

@@ -142,7 +142,7 @@ def deep_tree_is_json(client: bigquery.Client, dataset: str, outcome: Outcome) -
 
 
 def state_kept_exact(client: bigquery.Client, dataset: str, outcome: Outcome) -> None:
-    assert '"cursor":123456789012345678901234567890' in outcome.stdout
+    assert '"cursor": 123456789012345678901234567890' in outcome.stdout  # as sent
 
 
 def empty_events_table(client: bigquery.Client, dataset: str, outcome: Outcome) -> None:
@@ -319,6 +319,7 @@ def run_case(case: Case, folder: Path, endpoint: str) -> CaseRun:
                 "dataset": dataset,
                 "api_endpoint": endpoint,
                 "staging_dir": str(folder / "staging"),
+                "batch_roots": ["/nonexistent/target-bigquery-lite", str(folder)],
                 "max_retries": 1,
             }
         )

@@ -155,7 +155,7 @@ def test_a_full_or_unusable_staging_dir_fails_clearly_and_a_rerun_is_exact(
     assert code == 1, log[-3000:]
     staging = lane.staging_dir
     assert f"ERROR target-bigquery-lite: cannot write staging file {staging}/run-" in log
-    assert "File too large (errno 27); free space in staging_dir" in log
+    assert "File too large (errno 27); a file size limit (ulimit -f) stopped it" in log
     assert "Traceback" not in log
 
     # A staging_dir that cannot be a folder: its parent is a regular file.

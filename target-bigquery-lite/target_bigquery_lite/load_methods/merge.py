@@ -1,0 +1,149 @@
+"""`merge`: upsert each batch on the key properties, the latest record per key winning.
+
+One batch, in four steps:
+
+1. load the staged file into an expiring staging table of its own (`WRITE_TRUNCATE`, so a
+   retried load cannot double rows), with the final table's column types plus the arrival
+   order `_bqlite_seq`;
+2. MERGE it into the final table: within the batch only the last-arrived row per key
+   survives, then matched keys are updated and new keys inserted;
+3. drop the staging table (it expires by itself if a crash leaves it behind);
+4. the batch is committed: the runner may pass on the states it covers.
+
+The default for streams with key properties.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from google.cloud.bigquery import SchemaField
+
+from target_bigquery_lite.columns import SEQUENCE_COLUMN, SEQUENCE_FIELD
+from target_bigquery_lite.errors import InputError, TargetError
+from target_bigquery_lite.identifiers import quote, quote_table, shown
+from target_bigquery_lite.jobs import step_name
+from target_bigquery_lite.load import load_file
+from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
+from target_bigquery_lite.schema_evolution import load_fields
+from target_bigquery_lite.stage import StagedFile
+from target_bigquery_lite.tables import Tables, staging_table_name
+
+UNSCALAR_KEY_TYPES = frozenset({"RECORD", "STRUCT", "JSON"})
+# A row without its key could never be matched, so every rerun would insert it again.
+NULL_KEY_ERROR = "a row of this batch has a null or missing key property"
+
+log = logging.getLogger("target_bigquery_lite")
+
+
+class MergeMethod:
+    """Upsert on the key properties (see the module docstring)."""
+
+    name = "merge"
+    sequenced = True
+    commits_at_end = False
+
+    def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:
+        """A MERGE matches scalar keys only.
+
+        Raises:
+            InputError: for a key that maps to a RECORD, JSON or REPEATED column.
+        """
+        for key in keys:
+            if key.field_type in UNSCALAR_KEY_TYPES or key.mode == "REPEATED":
+                raise InputError(
+                    f"stream '{shown(stream)}': key property {key.name} maps to {key.field_type} "
+                    f"{key.mode}; a MERGE needs scalar keys"
+                )
+
+    def prepare(self, tables: Tables, request: TableRequest) -> TablePlan:
+        """The final table; batches load into staging tables with its column types."""
+        fields = tables.ensure_table(
+            request.table, request.wanted, request.layout, stream=request.stream
+        )
+        return TablePlan(
+            stream=request.stream,
+            table=request.table,
+            method=self,
+            keys=request.keys,
+            table_fields=fields,
+            load_fields=(*load_fields(fields, request.wanted), SEQUENCE_FIELD),
+            destination=request.table,
+            run_id=request.run_id,
+        )
+
+    def commit(self, tables: Tables, plan: TablePlan, staged: StagedFile, batch: int) -> None:
+        """Load into the batch's staging table, MERGE, drop the staging table."""
+        started = time.monotonic()
+        staging = staging_table_name(plan.run_id, batch, plan.table)
+        tables.create_staging(staging, plan.load_fields)
+        load_file(
+            tables.runner,
+            step_name(batch, plan.table, "load"),
+            staged.path,
+            tables.table_ref(staging),
+            plan.load_fields,
+            truncate=True,
+        )
+        loaded = time.monotonic()
+        columns = [field.name for field in plan.load_fields if field.name != SEQUENCE_COLUMN]
+        sql = build_merge_sql(
+            quote_table(tables.project, tables.dataset, plan.table),
+            quote_table(tables.project, tables.dataset, staging),
+            plan.keys,
+            columns,
+        )
+        tables.runner.query(step_name(batch, plan.table, "merge"), sql)
+        merged = time.monotonic()
+        try:
+            tables.drop(staging)
+        except TargetError as exc:  # committed already; the expiration removes it later
+            log.warning("could not drop staging table %s (it expires by itself): %s", staging, exc)
+        log.info(
+            "batch %d %s: %d rows loaded in %.2f s, merged in %.2f s, staging dropped in %.2f s",
+            batch,
+            shown(plan.table),
+            staged.rows,
+            loaded - started,
+            merged - loaded,
+            time.monotonic() - merged,
+        )
+
+    def finish(self, tables: Tables, plan: TablePlan) -> None:
+        """Nothing: every batch was merged when it was committed."""
+
+
+MERGE = MergeMethod()
+
+
+def build_merge_sql(target: str, source: str, keys: Sequence[str], columns: Sequence[str]) -> str:
+    """MERGE the staging table `source` into `target` on `keys`, latest record winning.
+
+    Within the batch only the last-arrived row per key survives (`SEQUENCE_COLUMN`, the
+    arrival order, exists only in the staging table). Only `columns` (the batch's own) are
+    updated or inserted, so a final table with more columns (added by earlier schemas or by
+    hand) never breaks the statement; columns it lacks keep their values. A row with a null
+    key fails the statement (records are checked before staging, raw BATCH rows are not).
+    """
+    keys_sql = [quote(key) for key in keys]
+    columns_sql = [quote(column) for column in columns]
+    partition = ", ".join(keys_sql)
+    null_key = " OR ".join(f"{key} IS NULL" for key in keys_sql)
+    matched = " AND ".join(f"T.{key} = S.{key}" for key in keys_sql)
+    updates = ",\n    ".join(f"{col} = S.{col}" for col in columns_sql if col not in keys_sql)
+    update_clause = f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n" if updates else ""
+    return (
+        f"MERGE {target} AS T\n"
+        f"USING (\n"
+        f"  SELECT * EXCEPT ({quote(SEQUENCE_COLUMN)}) FROM {source}\n"
+        f"  WHERE IF({null_key}, ERROR('{NULL_KEY_ERROR}'), TRUE)\n"
+        f"  QUALIFY ROW_NUMBER() OVER (\n"
+        f"    PARTITION BY {partition} ORDER BY {quote(SEQUENCE_COLUMN)} DESC) = 1\n"
+        f") AS S\n"
+        f"ON {matched}\n"
+        f"{update_clause}"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns_sql)})\n"
+        f"  VALUES ({', '.join(f'S.{col}' for col in columns_sql)})"
+    )
