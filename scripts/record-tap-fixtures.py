@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Record real taps' output as target-bigquery-lite test fixtures (`make tap-fixtures`).
 
-    scripts/record-tap-fixtures.py [--out target-bigquery-lite/tests/data/taps] [--only NAME,...]
+    .venv/bin/python scripts/record-tap-fixtures.py [--out DIR] [--only NAME,...]
 
 Needs a local PostgreSQL server (initdb, pg_ctl, postgres, psql; e.g. `apt-get install
 postgresql`) and uv from `make install`; `make test` needs neither, the recordings are checked
