@@ -57,6 +57,10 @@ bench: install ## measure every configuration on ROWS rows (default 1M; 10000000
 	@bench/install-z3.sh
 	@$(VENV)/python -m bench.bench --rows $(ROWS) $(if $(CONFIGS),--only $(CONFIGS))
 
+.PHONY: tap-fixtures
+tap-fixtures: install ## re-record the target's real-tap fixtures (needs a local PostgreSQL server), ONLY=a,b
+	@$(VENV)/python scripts/record-tap-fixtures.py $(if $(ONLY),--only $(ONLY))
+
 .PHONY: backfill
 PARTITIONS ?= 4
 backfill: up ## backfill make up's data into BigQuery with PARTITIONS parallel pipes (default 4), checked
