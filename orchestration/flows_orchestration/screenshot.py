@@ -45,6 +45,7 @@ def take_screenshot(out: Path, job: str | None = None, url: str | None = None) -
     browser = chromium()
     with dagster_at(url or dagster_url()) as client, tempfile.TemporaryDirectory() as profile:
         page = f"{client.url}/locations/{LOCATION}/jobs/{name}/partitions"
+        client.query("mutation { setNuxSeen }")  # no "join the community" dialog on top
         done = subprocess.run(
             [
                 browser,
