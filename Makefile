@@ -7,6 +7,7 @@ export FLOWS_API_PORT ?= 5055
 export BQ_EMULATOR_PORT ?= 9050
 export BQ_PROJECT ?= flows-local
 export DEMO_ROWS ?= 1000000
+export DAGSTER_PORT ?= 3000
 
 VENV := .venv/bin
 PYTEST := $(CURDIR)/$(VENV)/python -m pytest
@@ -15,7 +16,7 @@ TEST_DIRS := flows-api tap-flows target-bigquery-lite .
 .PHONY: help install up down status test lint format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: ## create .venv (3.11) and .venv-bq (emulator, >= 3.13); quick when nothing changed
 	@scripts/install.sh
@@ -61,11 +62,24 @@ bench: install ## measure every configuration on ROWS rows (default 1M; 10000000
 tap-fixtures: install ## re-record the target's real-tap fixtures (needs a local PostgreSQL server), ONLY=a,b
 	@$(VENV)/python scripts/record-tap-fixtures.py $(if $(ONLY),--only $(ONLY))
 
-.PHONY: backfill
+
+# Meltano's dev environment, pointed at make up's services on whatever ports they use.
+LOCAL_SERVICES_ENV = TAP_FLOWS_API_URL=$${TAP_FLOWS_API_URL:-http://127.0.0.1:$(FLOWS_API_PORT)} \
+  TARGET_BIGQUERY_LITE_API_ENDPOINT=$${TARGET_BIGQUERY_LITE_API_ENDPOINT:-http://127.0.0.1:$(BQ_EMULATOR_PORT)} \
+  TARGET_BIGQUERY_LITE_PROJECT=$${TARGET_BIGQUERY_LITE_PROJECT:-$(BQ_PROJECT)}
+
+.PHONY: backfill orchestrate ui-screenshot
 PARTITIONS ?= 4
-backfill: up ## backfill make up's data into BigQuery with PARTITIONS parallel pipes (default 4), checked
-	@$(VENV)/python scripts/backfill.py --partitions $(PARTITIONS) --state-dir .run/backfill \
+backfill: up ## Dagster backfill of make up's data in PARTITIONS ranges (4; CONCURRENCY, NEW_PLAN=1), checked
+	@$(LOCAL_SERVICES_ENV) $(VENV)/flows-orchestration backfill --partitions $(PARTITIONS) \
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(NEW_PLAN),--new-plan) \
 	  --check-db $${FLOWS_DB:-.run/flows.db}
+
+orchestrate: up ## dagster dev (UI, schedules, backfills) on 127.0.0.1:$DAGSTER_PORT against make up's services
+	@$(LOCAL_SERVICES_ENV) $(VENV)/flows-orchestration dev
+
+ui-screenshot: install ## the backfill's partitions page of the Dagster UI, headless Chromium -> .run/
+	@$(LOCAL_SERVICES_ENV) $(VENV)/flows-orchestration screenshot --out .run/dagster-partitions.png
 
 .PHONY: reliability
 KILLS ?= 200

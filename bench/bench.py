@@ -14,7 +14,7 @@ on free loopback ports, then runs each configuration in turn:
     z3             tap-flows | z3-target-bigquery batch_job, upsert off and on, each cold and
                    with the table already there                      (baseline)
     meltano        meltano run tap-flows target-bigquery-lite
-    backfill       scripts/backfill.py with 1, 2 and 4 partitions
+    backfill       the Dagster backfill (flows-orchestration) with 1, 2 and 4 partitions
 
 For each: records/s (wall clock, process start to exit), CPU seconds per million records
 (user+sys of the tap and the target, from the kernel's rusage of each process), the max RSS
@@ -42,12 +42,13 @@ from typing import Any
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import Figures, source_figures, table_figures
-from dev_services.process import ROOT, Service
+from dev_services.process import ROOT, Service, free_port
+from flows_orchestration.server import start_dagster
 from google.api_core.exceptions import NotFound
 
 from bench.checks import compare, jsonl_figures, tap_record_count
 from bench.paper import paper_estimate
-from bench.processes import Stage, run_pipeline, service_cpu
+from bench.processes import Stage, TreeSampler, run_pipeline, service_cpu
 from bench.report import Result, machine, write_results
 
 BIN = Path(sys.executable).parent
@@ -186,12 +187,22 @@ class Bench:
         note: str = "",
         stdout: Path | None = None,
         group: str = "pipeline",
+        runs_of: Service | None = None,
     ) -> Result:
-        """Run one configuration and record its figures and its row check."""
+        """Run one configuration and record its figures and its row check.
+
+        `runs_of`: a service whose new processes do the work (Dagster's run workers, with
+        their taps and targets); their CPU and memory are sampled and counted too.
+        """
         say(f"== {name}")
         log = self.work / f"{slug(name)}.log"
         cpu_before = service_cpu(self.services)
+        sampler = TreeSampler(runs_of) if runs_of is not None else None
+        if sampler is not None:
+            sampler.start()
         seconds, procs = run_pipeline(stages, log, stdout=stdout)
+        if sampler is not None:
+            procs += sampler.procs()
         services = service_cpu(self.services) - cpu_before
         failed = [p for p in procs if p.code != 0]
         if failed:
@@ -392,26 +403,46 @@ class Bench:
         )
 
     def run_backfill(self) -> None:
-        """scripts/backfill.py with 1, 2 and 4 partitions (RECORD pipes, one table)."""
+        """The Dagster backfill with 1, 2 and 4 partitions (RECORD pipes, one table each).
+
+        Each partition count gets its own `dagster dev` (instance, dataset), started before
+        the measurement: what is measured is `flows-orchestration backfill` from launch to
+        the last partition's end, with the CPU and memory of the runs Dagster starts.
+        """
         assert self.expected is not None
+        assert self.api is not None
+        assert self.bq is not None
         for partitions in (1, 2, 4):
             dataset = f"bench_backfill_{partitions}"
+            home = self.work / f"dagster-{partitions}"
+            env = {
+                "TAP_FLOWS_API_URL": self.api.url,
+                "TARGET_BIGQUERY_LITE_API_ENDPOINT": self.bq.url,
+                "TARGET_BIGQUERY_LITE_PROJECT": DEFAULT_PROJECT,
+                "TARGET_BIGQUERY_LITE_DATASET": dataset,
+                "TARGET_BIGQUERY_LITE_STAGING_DIR": str(self.work / "staging"),
+                "FLOWS_BACKFILL_STATE_DIR": str(home / "backfill"),
+                "DAGSTER_HOME": str(home),
+            }
+            say(f"starting dagster dev for the {partitions}-partition backfill (not measured)")
+            dagster = start_dagster(free_port(), home / "dagster-dev.log", home, env)
             argv = [
-                str(BIN / "python"), str(ROOT / "scripts" / "backfill.py"),
+                str(BIN / "flows-orchestration"), "backfill", "--url", dagster.url,
                 "--partitions", str(partitions),
-                "--tap-config", str(self.tap_config()),
-                "--target-config", str(self.target_config(dataset)),
-                "--state-dir", str(self.work / f"backfill-{partitions}"),
                 "--start-time", str(self.expected.min_time),
                 "--end-time", str((self.expected.max_time or 0) + 1),
             ]  # fmt: skip
-            self.measure(
-                f"backfill, {partitions} partition{'s' if partitions > 1 else ''}",
-                [Stage("backfill", argv)],
-                self.bigquery_check(dataset),
-                group="backfill",
-                note="CPU and RSS of all its pipes",
-            )
+            try:
+                self.measure(
+                    f"backfill, {partitions} partition{'s' if partitions > 1 else ''}",
+                    [Stage("backfill", argv, env=env, cwd=ROOT)],
+                    self.bigquery_check(dataset),
+                    group="backfill",
+                    note="Dagster backfill; CPU and RSS of its runs (sampled)",
+                    runs_of=dagster,
+                )
+            finally:
+                dagster.stop(timeout=30)
 
     def run(self) -> None:
         """Every configuration asked for, in a fixed order."""

@@ -44,7 +44,7 @@ class Stage:
 
 
 ROLES = (("tap-flows", "tap"), ("target-", "target"))
-"""Executable names (prefixes) -> role, for processes started by meltano or backfill.py."""
+"""Executable names (prefixes) -> role, for processes started by meltano or a Dagster run."""
 
 
 class RssSampler(threading.Thread):
@@ -84,6 +84,55 @@ class RssSampler(threading.Thread):
                 except psutil.NoSuchProcess:
                     continue
                 self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+
+
+class TreeSampler(threading.Thread):
+    """CPU and max RSS of the processes a service starts meanwhile (Dagster's run workers).
+
+    Their tap and target are not children of a measured stage, so rusage cannot see them:
+    each process's own user+sys CPU is read every SAMPLE_SECONDS and the last reading kept
+    (a process's last fraction of a sample interval is missed). Processes already running
+    when sampling starts (the webserver, the daemon) are left out.
+    """
+
+    SAMPLE_SECONDS = 0.1
+
+    def __init__(self, service: Service) -> None:
+        """Watch what `service` starts from now on."""
+        super().__init__(daemon=True)
+        self.root = psutil.Process(service.pid)
+        self.before = {p.pid for p in [self.root, *self.root.children(recursive=True)]}
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self.peaks: dict[str, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        """Sample until `done` is set."""
+        while not self.done.wait(self.SAMPLE_SECONDS):
+            self.sample()
+
+    def sample(self) -> None:
+        """One look at every process the service started since."""
+        for process in self.root.children(recursive=True):
+            if process.pid in self.before:
+                continue
+            try:
+                name = role(process, "dagster run")
+                times = process.cpu_times()
+                rss = process.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                continue
+            self.cpu[process.pid] = (name, times.user + times.system)
+            self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+
+    def procs(self) -> list[Proc]:
+        """Stop sampling; CPU and max RSS per role."""
+        self.done.set()
+        self.join()
+        totals: dict[str, float] = {}
+        for name, cpu in self.cpu.values():
+            totals[name] = totals.get(name, 0.0) + cpu
+        return [Proc(name, 0, cpu, self.peaks[name]) for name, cpu in totals.items()]
 
 
 def role(process: psutil.Process, default: str) -> str:

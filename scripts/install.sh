@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything `make demo` and `make test` need, into the project folder only:
 #   uv (from PyPI, if not on PATH)  -> .tools/
-#   .venv     Python 3.11: flows-api, tap-flows, target-bigquery-lite, dev-services (editable),
-#             meltano and the test tools
+#   .venv     Python 3.11: flows-api, tap-flows, target-bigquery-lite, dev-services and the
+#             Dagster code location (orchestration/, with dagster and dagster-webserver), all
+#             editable, meltano and the test tools. Dagster and Meltano resolve together in one
+#             environment, so the tests can run Dagster jobs in-process next to meltano.
 #   .venv-bq  Python >= 3.13: the local BigQuery emulator (local-bigquery) with DuckDB's
 #             extensions installed offline from PyPI wheels
 #   .venv-jsonl  target-jsonl, a second Singer target for the reuse tests
@@ -31,7 +33,8 @@ fi
 
 # --- .venv (Python 3.11) ----------------------------------------------------------------------
 MAIN_INPUTS=(requirements-dev.txt flows-api/pyproject.toml tap-flows/pyproject.toml
-  target-bigquery-lite/pyproject.toml dev-services/pyproject.toml scripts/install.sh)
+  target-bigquery-lite/pyproject.toml dev-services/pyproject.toml orchestration/pyproject.toml
+  scripts/install.sh)
 main_hash=$(hash_of "${MAIN_INPUTS[@]}")
 if [[ "$(cat .venv/.installed 2>/dev/null)" != "$main_hash" ]]; then
   py311=$(scripts/find-python.sh 3.11 3.12)
@@ -42,7 +45,7 @@ if [[ "$(cat .venv/.installed 2>/dev/null)" != "$main_hash" ]]; then
   fi
   say "installing the packages and test tools into .venv"
   VIRTUAL_ENV=$ROOT/.venv "$UV" pip install --quiet \
-    -e ./flows-api -e ./tap-flows -e ./target-bigquery-lite -e ./dev-services \
+    -e ./flows-api -e ./tap-flows -e ./target-bigquery-lite -e ./dev-services -e ./orchestration \
     -r requirements-dev.txt
   echo "$main_hash" > .venv/.installed
 fi
@@ -98,6 +101,7 @@ fi
 
 # Our own packages are installed editable, so their bytecode lives next to the sources.
 .venv/bin/python -m compileall -q -j0 flows-api/flows_api tap-flows/tap_flows \
-  target-bigquery-lite/target_bigquery_lite dev-services/dev_services >/dev/null
+  target-bigquery-lite/target_bigquery_lite dev-services/dev_services \
+  orchestration/flows_orchestration >/dev/null
 
 say "installed: .venv ($(.venv/bin/python -V 2>&1)), .venv-bq ($(.venv-bq/bin/python -V 2>&1))"

@@ -65,3 +65,18 @@ def saved_state(state_id: str) -> dict:
 
 def bookmark(state: dict) -> int:
     return state["bookmarks"]["flows"]["replication_key_value"]
+
+
+@pytest.fixture(scope="session")
+def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A Dagster instance of the session's own ($DAGSTER_HOME), with the project's dagster.yaml."""
+    from flows_orchestration.instance import ensure_instance
+
+    home = ensure_instance(tmp_path_factory.mktemp("dagster-home"))
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DAGSTER_HOME", None)
+    else:
+        os.environ["DAGSTER_HOME"] = previous

@@ -1,123 +1,98 @@
-"""Partitioned parallel backfill (scripts/backfill.py): N pipes MERGE into one table.
+"""The partitioned backfill as Dagster runs it, in-process: each partition one pipe, one state.
 
 BigQuery may abort one of two concurrent MERGEs into a table ("Could not serialize access
 ... due to concurrent update"); the emulator serializes them and never does, so the error
-is injected through `BigQueryProxy`. A partition killed mid-run must be the only one a
-rerun starts again, from its own saved state.
+is injected through `BigQueryProxy`. Killed and retried partitions, through the webserver
+and the daemon, are in test_orchestration.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import dagster as dg
+import pytest
 from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.flows_check import source_figures, table_figures
+from flows_orchestration.backfill_jobs import partition_state_id
+from flows_orchestration.definitions import build_definitions
+from flows_orchestration.pipe import PartitionPipe
+from flows_orchestration.plan import TimeRange, covered, split
+from flows_orchestration.project import load_project
 
-from tests.conftest import ROOT, generate_db, write_json
+from tests.conftest import generate_db
 
-BACKFILL = ROOT / "scripts" / "backfill.py"
-ROWS = 30_000
+ROWS = 20_000
 CONCURRENT_UPDATE = "Could not serialize access to table flows due to concurrent update"
 
 
-def backfill(workdir: Path, partitions: int, db: Path) -> list[str]:
-    """The command line of a backfill over the whole source, checked against `db`."""
-    return [
-        sys.executable, str(BACKFILL),
-        "--partitions", str(partitions),
-        "--tap-config", str(workdir / "tap.json"),
-        "--target-config", str(workdir / "target.json"),
-        "--state-dir", str(workdir / "state"),
-        "--check-db", str(db),
-    ]  # fmt: skip
+def test_a_range_splits_into_contiguous_keys_that_parse_back() -> None:
+    spans = split(1, 11_979, 4)
+
+    assert [span.key for span in spans] == ["1-2995", "2995-5990", "5990-8984", "8984-11979"]
+    assert [TimeRange.from_key(span.key) for span in spans] == spans
+    assert covered(spans) == (1, 11_979)
+    assert split(5, 7, 4) == [TimeRange(5, 6), TimeRange(6, 7)]
+    with pytest.raises(ValueError, match="'x-1' is not '<start>-<end>'"):
+        TimeRange.from_key("x-1")
 
 
-def configure(workdir: Path, api_url: str, endpoint: str, project: str, dataset: str) -> None:
-    """Small pages and batches: several states and MERGEs per partition."""
-    write_json(workdir / "tap.json", {"api_url": api_url, "page_size": 2_000})
-    write_json(
-        workdir / "target.json",
-        {
-            "project": project,
-            "dataset": dataset,
-            "api_endpoint": endpoint,
-            "batch_max_rows": 4_000,
-            "staging_dir": str(workdir / "staging"),
-        },
-    )
+def test_each_partition_has_its_own_state_id_and_run_tag() -> None:
+    project = load_project()
+    job = build_definitions(project).resolve_job_def("acme_to_bigquery_backfill")
+    (task,) = project.job("acme-to-bigquery").tasks
+
+    tags = job.partitioned_config.get_tags_for_partition_key("10-20")  # type: ignore[union-attr]
+
+    expected = "dev:tap-flows--acme-to-target-bigquery-lite--acme:backfill-10-20"
+    assert partition_state_id(task, "dev", "10-20") == expected
+    assert tags["meltano/state_id"] == expected
 
 
-def test_concurrent_update_errors_are_retried_and_the_table_is_exact(
-    tmp_path: Path, start_flows_api_service, bigquery_emulator, bq_client, bq_dataset
+def test_two_partitions_materialized_in_process_hold_exactly_the_source_rows(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dagster_home: Path,
+    start_flows_api_service,
+    bigquery_emulator,
+    bq_client,
+    bq_dataset,
 ) -> None:
     db = generate_db(tmp_path / "flows.db", ROWS, seed=41)
     api = start_flows_api_service(db)
+    figures = source_figures(db)
+    spans = split(figures.min_time, figures.max_time + 1, 2)
     with BigQueryProxy(bigquery_emulator.url) as proxy:
         aborted = proxy.add(
-            Rule("POST", r"/jobs", body=r"MERGE", action="fail", message=CONCURRENT_UPDATE, times=3)
+            Rule("POST", r"/jobs", body=r"MERGE", action="fail", message=CONCURRENT_UPDATE, times=2)
         )
-        configure(tmp_path, api.url, proxy.url, bq_client.project, bq_dataset)
+        for name, value in {
+            "TAP_FLOWS_API_URL": api.url,
+            "TAP_FLOWS_PAGE_SIZE": "2000",
+            "TARGET_BIGQUERY_LITE_API_ENDPOINT": proxy.url,
+            "TARGET_BIGQUERY_LITE_PROJECT": bq_client.project,
+            "TARGET_BIGQUERY_LITE_DATASET": bq_dataset,
+            "TARGET_BIGQUERY_LITE_BATCH_MAX_ROWS": "4000",
+            "TARGET_BIGQUERY_LITE_STAGING_DIR": str(tmp_path / "staging"),
+            "FLOWS_BACKFILL_STATE_DIR": str(tmp_path / "backfill"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        job = build_definitions(load_project()).resolve_job_def("flows_to_bigquery_backfill")
+        instance = dg.DagsterInstance.get()
+        instance.add_dynamic_partitions(job.name, [span.key for span in spans])
 
-        done = subprocess.run(
-            backfill(tmp_path, 3, db), capture_output=True, text=True, timeout=300, check=False
-        )
+        results = [
+            job.execute_in_process(instance=instance, partition_key=span.key) for span in spans
+        ]
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert aborted.hits == 3
-    assert sum(call.action == "failed" for call in proxy.requests) == 3
-    assert "all 3 partition(s) done" in done.stdout
-    assert "OK: the table holds exactly the source rows" in done.stdout
-    assert table_figures(bq_client, f"{bq_dataset}.flows") == source_figures(db)
-    logs = "".join(path.read_text() for path in (tmp_path / "state").glob("*.log"))
-    assert logs.count("concurrent update") >= 3  # each abort was logged, then retried
-
-
-def test_a_killed_partition_is_the_only_one_rerun_and_resumes_from_its_state(
-    tmp_path: Path, start_flows_api_service, bigquery_emulator, bq_client, bq_dataset
-) -> None:
-    db = generate_db(tmp_path / "flows.db", ROWS, seed=43)
-    api = start_flows_api_service(db)
-    state = tmp_path / "state"
-    with BigQueryProxy(bigquery_emulator.url) as proxy:
-        # Whichever partition MERGEs its second batch first is held there: its first
-        # batch is committed and its state saved; then it is killed.
-        held = proxy.add(
-            Rule("POST", r"/jobs", body=r"MERGE.*_bqlite_stage_\w+_000002_flows", action="hold")
-        )
-        configure(tmp_path, api.url, proxy.url, bq_client.project, bq_dataset)
-        first = subprocess.Popen(
-            backfill(tmp_path, 2, db), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        assert held.matched.wait(120), "no partition reached its second MERGE"
-        deadline = time.monotonic() + 120
-        while len(list(state.glob("*.done"))) < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        (victim_pid,) = state.glob("*.pid")
-        victim = victim_pid.name.removesuffix(".pid")
-        saved = json.loads((state / f"{victim}.state.json").read_text())
-        bookmark = saved["bookmarks"]["flows"]["replication_key_value"]
-        os.killpg(int(victim_pid.read_text()), signal.SIGKILL)
-        held.release()
-        out, err = first.communicate(timeout=120)
-
-    assert first.returncode == 1, out + err
-    assert f"[{victim.replace('-', ', ')}): FAILED" in err
-    assert not (state / f"{victim}.done").exists()
-    assert int(victim.split("-")[0]) < bookmark
-
-    configure(tmp_path, api.url, bigquery_emulator.url, bq_client.project, bq_dataset)
-    rerun = subprocess.run(
-        backfill(tmp_path, 2, db), capture_output=True, text=True, timeout=300, check=False
-    )
-
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert rerun.stdout.count("done in an earlier run, skipped") == 1
-    assert f"resuming from its state (bookmark {bookmark})" in rerun.stdout
-    assert "OK: the table holds exactly the source rows" in rerun.stdout
-    assert table_figures(bq_client, f"{bq_dataset}.flows") == source_figures(db)
+    assert all(result.success for result in results)
+    assert aborted.hits == 2  # each abort was retried by the target, not by Dagster
+    assert table_figures(bq_client, f"{bq_dataset}.flows") == figures
+    for span, result in zip(spans, results, strict=True):
+        (output,) = (event for event in result.all_events if event.is_successful_output)
+        values = {key: value.value for key, value in output.step_output_data.metadata.items()}
+        rows = source_figures(db, until=span.end).rows - source_figures(db, until=span.start).rows
+        assert values["rows committed"] == rows
+        saved = PartitionPipe(tmp_path / "backfill" / job.name, span).saved_state()
+        assert saved["bookmarks"]["flows"]["replication_key_value"] == int(values["bookmark"])
+        assert span.start <= int(values["bookmark"]) < span.end

@@ -1,0 +1,1 @@
+"""Dagster code location for the Meltano project in this repository (see definitions.py)."""
