@@ -62,7 +62,6 @@ bench: install ## measure every configuration on ROWS rows (default 1M; 10000000
 tap-fixtures: install ## re-record the target's real-tap fixtures (needs a local PostgreSQL server), ONLY=a,b
 	@$(VENV)/python scripts/record-tap-fixtures.py $(if $(ONLY),--only $(ONLY))
 
-
 # Meltano's dev environment, pointed at make up's services on whatever ports they use.
 LOCAL_SERVICES_ENV = TAP_FLOWS_API_URL=$${TAP_FLOWS_API_URL:-http://127.0.0.1:$(FLOWS_API_PORT)} \
   TARGET_BIGQUERY_LITE_API_ENDPOINT=$${TARGET_BIGQUERY_LITE_API_ENDPOINT:-http://127.0.0.1:$(BQ_EMULATOR_PORT)} \
