@@ -7,6 +7,9 @@ A batch is every stream's staging file at one flush. The thread commits them in 
 * `append`: load straight into the final table (a load job is atomic);
 * `overwrite`: load into the run's staging table; it replaces the final table at the end.
 
+Loads read the staging file itself, or, with Cloud Storage staging, the objects it was
+uploaded to (`uris`, see `gcs_staging.py`).
+
 Queue depth one: `submit` first waits for the previous batch, so at most one batch is in
 flight, disk use is bounded by two batches, and commits happen in input order, which is what
 lets a single watermark (see `state.py`) decide which STATE may go out.
@@ -17,13 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from target_bigquery_lite.errors import TargetError
 from target_bigquery_lite.identifiers import quote_table
 from target_bigquery_lite.jobs import JobRunner
-from target_bigquery_lite.load import load_file
+from target_bigquery_lite.load import load_file, load_uris
 from target_bigquery_lite.merge import SEQUENCE_COLUMN, build_merge_sql
 from target_bigquery_lite.stage import StagedFile
 from target_bigquery_lite.streams import TablePlan
@@ -60,29 +63,35 @@ def overwrite_table_name(run_id: str, table: str) -> str:
 
 
 def commit_stream_batch(
-    runner: JobRunner, tables: Tables, run_id: str, batch: int, item: StreamBatch
+    runner: JobRunner,
+    tables: Tables,
+    run_id: str,
+    batch: int,
+    item: StreamBatch,
+    *,
+    uris: Sequence[str] | None = None,
 ) -> None:
-    """Load one stream's staged file and, for merge, MERGE it into its final table."""
-    plan, path = item.plan, item.staged.path
+    """Load one stream's staged rows (the file, or its objects `uris`); for merge, MERGE them."""
+    plan = item.plan
     step = f"{batch:06d}_{plan.table[:200]}"
     started = time.monotonic()
+
+    def load(table: str, *, truncate: bool) -> None:
+        table_id = tables.table_id(table)
+        if uris is None:
+            path = item.staged.path
+            load_file(runner, f"{step}_load", path, table_id, plan.load_fields, truncate=truncate)
+        else:
+            load_uris(runner, f"{step}_load", uris, table_id, plan.load_fields, truncate=truncate)
+
     if plan.method in ("append", "overwrite"):
-        load_file(
-            runner,
-            f"{step}_load",
-            path,
-            tables.table_id(plan.destination),
-            plan.load_fields,
-            truncate=False,
-        )
+        load(plan.destination, truncate=False)
         if plan.method == "overwrite":
             tables.extend_expiry(plan.destination)
         return
     staging = staging_table_name(run_id, batch, plan.table)
     tables.create_staging(staging, plan.load_fields)
-    load_file(
-        runner, f"{step}_load", path, tables.table_id(staging), plan.load_fields, truncate=True
-    )
+    load(staging, truncate=True)
     loaded = time.monotonic()
     columns = [field.name for field in plan.load_fields if field.name != SEQUENCE_COLUMN]
     sql = build_merge_sql(

@@ -1,4 +1,4 @@
-"""Load a staged NDJSON file into a table with one BigQuery load job (explicit schema).
+"""Load a staged NDJSON file, or its Cloud Storage objects, into a table with one load job.
 
 Unknown fields are ignored (`ignore_unknown_values`): the SCHEMA decides the columns, as
 with every Singer target, so a record carrying extra properties (or a merge stream's
@@ -10,13 +10,14 @@ would be most of the target's memory budget, so chunks are 8 MiB (`set_upload_ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import google.cloud.bigquery.client as bigquery_client_module
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
 
-from target_bigquery_lite.jobs import JobRunner
+from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner
 
 UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 
@@ -46,17 +47,7 @@ def load_file(
     `truncate` replaces the table's rows (staging tables, so a retried load cannot double
     them); otherwise rows are appended, at most once thanks to the deterministic job id.
     """
-    config = bigquery.LoadJobConfig(
-        schema=list(fields),
-        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-        write_disposition=(
-            bigquery.WriteDisposition.WRITE_TRUNCATE
-            if truncate
-            else bigquery.WriteDisposition.WRITE_APPEND
-        ),
-        create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
-        ignore_unknown_values=True,
-    )
+    config = _job_config(fields, truncate=truncate)
 
     def start(job_id: str) -> bigquery.LoadJob:
         with path.open("rb") as source:
@@ -67,3 +58,47 @@ def load_file(
     job = runner.run(name, start)
     assert isinstance(job, bigquery.LoadJob)
     return job
+
+
+def load_uris(
+    runner: JobRunner,
+    name: str,
+    uris: Sequence[str],
+    table_id: str,
+    fields: tuple[SchemaField, ...],
+    *,
+    truncate: bool,
+) -> bigquery.LoadJob:
+    """Load the Cloud Storage objects `uris` into `table_id`, like `load_file` loads a file.
+
+    Nothing is uploaded through the API: BigQuery reads the objects itself.
+    """
+    config = _job_config(fields, truncate=truncate)
+
+    def start(job_id: str) -> bigquery.LoadJob:
+        return runner.client.load_table_from_uri(
+            list(uris),
+            table_id,
+            job_id=job_id,
+            job_config=config,
+            retry=None,
+            timeout=API_TIMEOUT_SECONDS,
+        )
+
+    job = runner.run(name, start)
+    assert isinstance(job, bigquery.LoadJob)
+    return job
+
+
+def _job_config(fields: tuple[SchemaField, ...], *, truncate: bool) -> bigquery.LoadJobConfig:
+    return bigquery.LoadJobConfig(
+        schema=list(fields),
+        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+        write_disposition=(
+            bigquery.WriteDisposition.WRITE_TRUNCATE
+            if truncate
+            else bigquery.WriteDisposition.WRITE_APPEND
+        ),
+        create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+        ignore_unknown_values=True,
+    )

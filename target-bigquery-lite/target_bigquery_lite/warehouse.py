@@ -3,24 +3,28 @@
 Two clients: one for the main thread (tables for new or changed SCHEMAs, end-of-run work)
 and one owned by the committer thread, so the two never share an HTTP session. The main
 thread only changes a table the committer might be loading after waiting for it to be idle
-(see `Runner._drain`).
+(see `Runner._drain`). With `gcs_bucket` the committer also uploads each batch's files
+before loading them, and deletes the objects after the batch is committed (`GcsStaging`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from google.cloud import bigquery
 
 from target_bigquery_lite.committer import (
     Batch,
     Committer,
+    StreamBatch,
     commit_stream_batch,
     overwrite_table_name,
 )
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.connection import make_client
+from target_bigquery_lite.gcs_archive import object_metadata
 from target_bigquery_lite.identifiers import quote_table
 from target_bigquery_lite.jobs import JobRunner
 from target_bigquery_lite.load import set_upload_chunk_size
@@ -31,6 +35,9 @@ from target_bigquery_lite.merge import (
 )
 from target_bigquery_lite.streams import Stream
 from target_bigquery_lite.tables import Layout, Tables, table_layout
+
+if TYPE_CHECKING:
+    from target_bigquery_lite.gcs_staging import GcsStaging
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -47,6 +54,11 @@ class Warehouse:
         self._on_committed = on_committed
         self._tables: Tables | None = None
         self._committer: Committer | None = None
+        self._objects: GcsStaging | None = None
+        if settings.gcs_bucket:  # imported only then: google-cloud-storage costs start-up time
+            from target_bigquery_lite.gcs_staging import GcsStaging
+
+            self._objects = GcsStaging(settings, run_id)
 
     @property
     def busy(self) -> bool:
@@ -59,6 +71,8 @@ class Warehouse:
             set_upload_chunk_size()
             tables = Tables(self._runner(), self.settings)
             tables.ensure_dataset()
+            if self._objects is not None:
+                self._objects.check_bucket()
             worker = Tables(self._runner(), self.settings)
             self._committer = Committer(lambda batch: self._commit(worker, batch))
             self._tables = tables
@@ -130,8 +144,24 @@ class Warehouse:
         client = make_client(self.settings)
         return JobRunner(client, self.run_id, self.settings.max_retries)
 
+    def pending_objects(self) -> list[str]:
+        """Cloud Storage objects of batches not committed (what a failed run leaves)."""
+        return self._objects.pending() if self._objects is not None else []
+
     def _commit(self, tables: Tables, batch: Batch) -> None:
-        """Runs in the committer thread."""
-        for item in batch.streams:
-            commit_stream_batch(tables.runner, tables, self.run_id, batch.number, item)
+        """Runs in the committer thread: upload (GCS staging), load and merge, then report."""
+        uris = [self._upload(batch.number, item) for item in batch.streams]
+        for item, item_uris in zip(batch.streams, uris, strict=True):
+            commit_stream_batch(
+                tables.runner, tables, self.run_id, batch.number, item, uris=item_uris
+            )
         self._on_committed(batch)
+        if self._objects is not None:
+            self._objects.committed(batch.number)
+
+    def _upload(self, batch: int, item: StreamBatch) -> list[str] | None:
+        if self._objects is None:
+            return None
+        plan = item.plan
+        metadata = object_metadata(plan.method, plan.keys, plan.load_fields, item.staged.rows)
+        return self._objects.upload(batch, plan.table, item.staged.path, metadata)
