@@ -125,7 +125,7 @@ def _list(
         objects, skipped = list_archive(
             client, settings.gcs_bucket, settings.gcs_prefix, table, first=first, last=last
         )
-    except api_exceptions.GoogleAPICallError as exc:
+    except Exception as exc:  # an API error, or Cloud Storage unreachable
         raise CloudStorageError(
             f"cannot list gs://{settings.gcs_bucket}: {describe(exc)}"
         ) from None

@@ -19,6 +19,7 @@ from target_bigquery_lite.gcs_archive import (
     table_prefix,
 )
 from target_bigquery_lite.gcs_staging import UPLOAD_CHUNK_SIZE
+from target_bigquery_lite.rebuild import rebuild
 
 BASE = {"project": "p", "dataset": "d"}
 FIELDS = (
@@ -112,3 +113,12 @@ def test_a_schema_too_large_for_object_metadata_is_left_out() -> None:
 def test_upload_chunks_are_bounded_and_valid_for_resumable_uploads() -> None:
     assert UPLOAD_CHUNK_SIZE % (256 * 1024) == 0
     assert UPLOAD_CHUNK_SIZE <= 16 * 1024 * 1024
+
+
+def test_rebuild_refuses_a_config_without_bucket_and_unsafe_table_names() -> None:
+    settings, _ = parse_settings(BASE)
+    with pytest.raises(ConfigError, match="the config has no gcs_bucket"):
+        rebuild(settings, "flows")
+    settings, _ = parse_settings({**BASE, "gcs_bucket": "bucket"})
+    with pytest.raises(ConfigError, match="refusing to put table 'x`; DROP TABLE y' into SQL"):
+        rebuild(settings, "flows", into="x`; DROP TABLE y")
