@@ -5,6 +5,7 @@ SHELL := /bin/bash
 
 export FLOWS_API_PORT ?= 5055
 export BQ_EMULATOR_PORT ?= 9050
+export GCS_EMULATOR_PORT ?= 4443
 export BQ_PROJECT ?= flows-local
 export DEMO_ROWS ?= 1000000
 export DAGSTER_PORT ?= 3000
@@ -21,7 +22,7 @@ help: ## list the targets
 install: ## create .venv (3.11) and .venv-bq (emulator, >= 3.13); quick when nothing changed
 	@scripts/install.sh
 
-up: install ## start flows-api and the BigQuery emulator in the background (.run/)
+up: install ## start flows-api, Cloud Storage (fake-gcs-server) and the BigQuery emulator (.run/)
 	@$(VENV)/dev-services up
 
 down: ## stop the services 'make up' started (safe to run twice)

@@ -7,6 +7,10 @@
 3. `flows-api append` DEMO_APPEND_ROWS later rows and run again, incrementally;
 4. stop the services it started.
 
+With DEMO_GCS=1 the demo also starts the local Cloud Storage (fake-gcs-server), the target
+stages every batch in a bucket and keeps the objects (`gcs_keep_objects`), and after each run
+the archive's object count and size are printed and checked against the batches.
+
 Exits non-zero if any figure is wrong: BigQuery must hold exactly the source rows (count,
 distinct ids, min/max time, sum of byte_count) and the state must point at the last `time`.
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import source_figures, table_figures
+from dev_services.gcs_server import ensure_bucket, start_gcs_server, storage_client
 from dev_services.process import ROOT, Service, ServiceError
 
 BIN = Path(sys.executable).parent
@@ -31,6 +36,8 @@ DEMO_DIR = ROOT / ".run" / "demo"
 DATASET = "flows_demo"
 STATE_SUFFIX = "demo"
 STATE_ID = f"dev:tap-flows-to-target-bigquery-lite:{STATE_SUFFIX}"
+BUCKET = "flows-demo-archive"
+GCS_PREFIX = "target-bigquery-lite/"
 
 
 class DemoError(Exception):
@@ -109,9 +116,26 @@ def check(
     say("   OK: BigQuery holds exactly the source rows; the state points at the last time.")
 
 
+def check_archive(label: str, gcs_url: str, runs: int, db: Path) -> None:
+    """Print the Cloud Storage archive's objects; raise unless every run left its batches."""
+    blobs = list(storage_client(gcs_url).list_blobs(BUCKET, prefix=f"{GCS_PREFIX}flows/dt="))
+    size = sum(blob.size or 0 for blob in blobs)
+    rows = sum(int((blob.metadata or {}).get("bqlite-rows", 0)) for blob in blobs)
+    run_ids = {blob.name.rsplit("/", 1)[1].rsplit("-", 2)[0] for blob in blobs}
+    say(
+        f"   Cloud Storage archive gs://{BUCKET}/{GCS_PREFIX}flows/: {len(blobs):,} objects, "
+        f"{size / 1e6:,.1f} MB, {rows:,} rows staged, from {len(run_ids)} run(s)"
+    )
+    if len(run_ids) != runs:
+        raise DemoError(f"{label}: the archive holds objects of {len(run_ids)} runs, not {runs}")
+    if rows < source_figures(db).rows:  # inclusive restarts stage boundary rows twice
+        raise DemoError(f"{label}: the archive holds {rows:,} rows, fewer than the source")
+
+
 def main() -> int:
     """Run the demo; 0 when every figure matched."""
     rows = int(os.environ.get("DEMO_ROWS", "1000000"))
+    gcs = os.environ.get("DEMO_GCS", "") not in ("", "0")
     append_rows = int(os.environ.get("DEMO_APPEND_ROWS", str(max(1, rows // 20))))
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
@@ -127,7 +151,16 @@ def main() -> int:
         say("== starting flows-api and the BigQuery emulator (logs in .run/demo/)")
         api = start_flows_api(db, DEMO_DIR / "flows-api.log")
         services.append(api)
-        bq = start_bigquery_emulator(DEMO_DIR / "bq-data", DEMO_DIR / "bigquery-emulator.log")
+        gcs_url = None
+        if gcs:
+            store = start_gcs_server(DEMO_DIR / "gcs-data", DEMO_DIR / "gcs-server.log")
+            services.append(store)
+            gcs_url = store.url
+            ensure_bucket(storage_client(gcs_url), BUCKET)
+            say(f"   DEMO_GCS=1: Cloud Storage {gcs_url}, batches staged in gs://{BUCKET}")
+        bq = start_bigquery_emulator(
+            DEMO_DIR / "bq-data", DEMO_DIR / "bigquery-emulator.log", storage_emulator=gcs_url
+        )
         services.append(bq)
         say(f"   flows-api {api.url}, BigQuery emulator {bq.url}")
         env = {
@@ -138,9 +171,18 @@ def main() -> int:
             "TARGET_BIGQUERY_LITE_DATASET": DATASET,
             "TARGET_BIGQUERY_LITE_STAGING_DIR": str(DEMO_DIR / "staging"),
         }
+        if gcs_url:
+            env |= {
+                "TARGET_BIGQUERY_LITE_GCS_BUCKET": BUCKET,
+                "TARGET_BIGQUERY_LITE_GCS_PREFIX": GCS_PREFIX,
+                "TARGET_BIGQUERY_LITE_GCS_ENDPOINT": gcs_url,
+                "TARGET_BIGQUERY_LITE_GCS_KEEP_OBJECTS": "true",
+            }
 
         seconds = run_pipeline("backfill", env, "--full-refresh")
         check("backfill", db, bq.url, env, seconds=seconds, moved=rows)
+        if gcs_url:
+            check_archive("backfill", gcs_url, runs=1, db=db)
 
         say(f"\n== flows-api append --rows {append_rows:,} (new, later rows)")
         subprocess.run(
@@ -150,6 +192,8 @@ def main() -> int:
         )
         seconds = run_pipeline("incremental run", env)
         check("incremental run", db, bq.url, env, seconds=seconds, moved=append_rows)
+        if gcs_url:
+            check_archive("incremental run", gcs_url, runs=2, db=db)
         say("\nDemo passed. Next: README.md ('Run it yourself', 'Real BigQuery', 'Scheduling').")
         return 0
     except (DemoError, ServiceError, subprocess.CalledProcessError) as exc:

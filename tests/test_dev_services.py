@@ -1,4 +1,4 @@
-"""`dev-services up/down` (behind `make up/down`): start both, answer, stop exactly them."""
+"""`dev-services up/down/status` (`make up/down/status`): start all three, stop exactly them."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_up_serves_both_and_down_stops_them_twice_safely(tmp_path: Path) -> None:
-    flows_port, bq_port = free_port(), free_port()
+SERVICES = ("flows-api", "gcs-server", "bigquery-emulator")
+
+
+def test_up_serves_all_three_and_down_stops_them_twice_safely(tmp_path: Path) -> None:
+    flows_port, bq_port, gcs_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DEV_SERVICES_RUN_DIR": str(tmp_path / "run"),
@@ -30,16 +33,16 @@ def test_up_serves_both_and_down_stops_them_twice_safely(tmp_path: Path) -> None
         "DEMO_ROWS": "2000",
         "FLOWS_API_PORT": str(flows_port),
         "BQ_EMULATOR_PORT": str(bq_port),
+        "GCS_EMULATOR_PORT": str(gcs_port),
+        "GCS_BUCKET": "up-test",
     }
     up = run("up", env=env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{flows_port}" in up.stdout
         assert f"http://127.0.0.1:{bq_port}" in up.stdout
-        pids = [
-            int((tmp_path / "run" / f"{n}.pid").read_text())
-            for n in ("flows-api", "bigquery-emulator")
-        ]
+        assert f"gs://up-test (STORAGE_EMULATOR_HOST=http://127.0.0.1:{gcs_port})" in up.stdout
+        pids = [int((tmp_path / "run" / f"{n}.pid").read_text()) for n in SERVICES]
         rows = requests.get(
             f"http://127.0.0.1:{flows_port}/api/v1/stream/flows.json?limit=3", timeout=10
         )
@@ -48,13 +51,19 @@ def test_up_serves_both_and_down_stops_them_twice_safely(tmp_path: Path) -> None
             f"http://127.0.0.1:{bq_port}/bigquery/v2/projects/flows-local/datasets", timeout=10
         )
         assert datasets.status_code == 200
+        buckets = requests.get(f"http://127.0.0.1:{gcs_port}/storage/v1/b", timeout=10)
+        assert [b["name"] for b in buckets.json()["items"]] == ["up-test"]
+        assert (tmp_path / "run" / "gcs-data" / "up-test").is_dir()
+        status = run("status", env=env)
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("running (pid") == 3
         again = run("up", env=env)
-        assert "already running" in again.stdout
+        assert again.stdout.count("already running") == 3
         children = [c.pid for p in pids for c in psutil.Process(p).children(recursive=True)]
     finally:
         down = run("down", env=env)
     assert down.returncode == 0
-    assert down.stdout.count("stopped") == 2
+    assert down.stdout.count("stopped") == 3
     assert not [
         p
         for p in pids + children
@@ -62,7 +71,10 @@ def test_up_serves_both_and_down_stops_them_twice_safely(tmp_path: Path) -> None
     ]
     second = run("down", env=env)
     assert second.returncode == 0
-    assert second.stdout.count("not running") == 2
+    assert second.stdout.count("not running") == 3
+    after = run("status", env=env)
+    assert after.returncode == 1
+    assert after.stdout.count("not running") == 3
 
 
 def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
@@ -77,6 +89,7 @@ def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
             "DEMO_ROWS": "100",
             "FLOWS_API_PORT": str(taken),
             "BQ_EMULATOR_PORT": str(free_port()),
+            "GCS_EMULATOR_PORT": str(free_port()),
         }
         result = run("up", env=env)
         run("down", env=env)

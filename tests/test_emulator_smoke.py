@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from google.cloud import bigquery
+from google.cloud import bigquery, storage
 
 SCHEMA = [
     bigquery.SchemaField("id", "INT64", mode="REQUIRED"),
@@ -65,3 +65,28 @@ def test_load_then_merge_on_id_through_the_real_client(
     assert (count.n, count.d) == (3, 3)
     bq_client.delete_table(staging)
     assert [t.table_id for t in bq_client.list_tables(bq_dataset)] == ["final"]
+
+
+def test_load_jobs_read_gs_uris_from_the_local_cloud_storage(
+    bq_client: bigquery.Client, bq_dataset: str, gcs_client: storage.Client, gcs_bucket: str
+) -> None:
+    bucket = gcs_client.bucket(gcs_bucket)
+    for day, ids in (("2024-01-01", (1, 2)), ("2024-01-02", (3, 4, 5))):
+        body = "".join(f'{{"id": {i}, "time": {i * 10}, "src_comp": "C{i}"}}\n' for i in ids)
+        bucket.blob(f"archive/flows/dt={day}/run-000001-1.jsonl").upload_from_string(body)
+    table = f"{bq_client.project}.{bq_dataset}.from_gcs"
+    bq_client.create_table(bigquery.Table(table, schema=SCHEMA))
+    config = bigquery.LoadJobConfig(
+        schema=SCHEMA, source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON
+    )
+    uris = [
+        f"gs://{gcs_bucket}/archive/flows/dt=2024-01-01/run-000001-1.jsonl",
+        f"gs://{gcs_bucket}/archive/flows/dt=2024-01-02/*.jsonl",
+    ]
+
+    job = bq_client.load_table_from_uri(uris, table, job_config=config)
+    job.result()
+
+    assert job.output_rows == 5
+    rows = bq_client.query(f"SELECT id, src_comp FROM `{table}` ORDER BY id").result()
+    assert [(row.id, row.src_comp) for row in rows] == [(i, f"C{i}") for i in range(1, 6)]

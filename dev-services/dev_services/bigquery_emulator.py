@@ -25,9 +25,16 @@ def emulator_home() -> Path:
 
 
 def start_bigquery_emulator(
-    data_dir: Path, log_path: Path, port: int | None = None, project: str = DEFAULT_PROJECT
+    data_dir: Path,
+    log_path: Path,
+    port: int | None = None,
+    project: str = DEFAULT_PROJECT,
+    storage_emulator: str | None = None,
 ) -> Service:
-    """Run local-bigquery on 127.0.0.1:`port` and return once it lists datasets (HTTP 200)."""
+    """Run local-bigquery on 127.0.0.1:`port` and return once it lists datasets (HTTP 200).
+
+    With `storage_emulator` (fake-gcs-server's URL) its load jobs read `gs://` URIs there.
+    """
     command = emulator_command()
     if not Path(command).exists():
         raise FileNotFoundError(f"BigQuery emulator not installed at {command}: run 'make install'")
@@ -48,7 +55,10 @@ def start_bigquery_emulator(
         "--data-dir",
         str(data_dir),
     ]
-    process = start_process("bigquery-emulator", cmd, log_path, env={"HOME": str(emulator_home())})
+    env = {"HOME": str(emulator_home())}
+    if storage_emulator:
+        env["STORAGE_EMULATOR_HOST"] = storage_emulator
+    process = start_process("bigquery-emulator", cmd, log_path, env=env)
     url = f"http://127.0.0.1:{port}"
     wait_until_ready(
         "bigquery-emulator",

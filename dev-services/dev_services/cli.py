@@ -15,9 +15,15 @@ from pathlib import Path
 
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, start_bigquery_emulator
 from dev_services.flows_api import flows_api_command, start_flows_api
+from dev_services.gcs_server import ensure_bucket, start_gcs_server, storage_client
 from dev_services.process import RUN_DIR, Service, ServiceError, pid_alive, port_is_open, stop_pid
 
-MARKERS = {"flows-api": "flows-api", "bigquery-emulator": "local-bigquery"}
+# name -> a word of its command line (so `down` never stops a program that reused the PID)
+MARKERS = {
+    "flows-api": "flows-api",
+    "gcs-server": "fake-gcs-server",
+    "bigquery-emulator": "local-bigquery",
+}
 
 
 def _pid_file(name: str) -> Path:
@@ -64,7 +70,7 @@ def _ensure_db(db: Path, rows: int) -> None:
 
 
 def up(args: argparse.Namespace) -> int:
-    """Start both services unless they already run."""
+    """Start the services unless they already run; Cloud Storage before BigQuery, which reads it."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     _ensure_db(args.db, args.rows)
     _start(
@@ -77,6 +83,16 @@ def up(args: argparse.Namespace) -> int:
             api_key=os.environ.get("FLOWS_API_KEY") or None,
         ),
     )
+    gcs_url = f"http://127.0.0.1:{args.gcs_port}"
+    _start(
+        "gcs-server",
+        args.gcs_port,
+        lambda: start_gcs_server(
+            RUN_DIR / "gcs-data", RUN_DIR / "gcs-server.log", port=args.gcs_port
+        ),
+    )
+    ensure_bucket(storage_client(gcs_url, args.project), args.bucket)
+    print(f"gcs-server: bucket gs://{args.bucket} (STORAGE_EMULATOR_HOST={gcs_url})")
     _start(
         "bigquery-emulator",
         args.bq_port,
@@ -85,6 +101,7 @@ def up(args: argparse.Namespace) -> int:
             RUN_DIR / "bigquery-emulator.log",
             port=args.bq_port,
             project=args.project,
+            storage_emulator=gcs_url,
         ),
     )
     return 0
@@ -117,12 +134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="dev-services", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_up = sub.add_parser("up", help="start flows-api and the BigQuery emulator in the background")
+    p_up = sub.add_parser(
+        "up", help="start flows-api, Cloud Storage and the BigQuery emulator in the background"
+    )
     p_up.add_argument(
         "--flows-port", type=int, default=int(os.environ.get("FLOWS_API_PORT", "5055"))
     )
     p_up.add_argument(
         "--bq-port", type=int, default=int(os.environ.get("BQ_EMULATOR_PORT", "9050"))
+    )
+    p_up.add_argument(
+        "--gcs-port", type=int, default=int(os.environ.get("GCS_EMULATOR_PORT", "4443"))
+    )
+    p_up.add_argument(
+        "--bucket",
+        default=os.environ.get("GCS_BUCKET", "flows-local"),
+        help="bucket to create in the local Cloud Storage (for gcs_bucket)",
     )
     p_up.add_argument("--project", default=os.environ.get("BQ_PROJECT", DEFAULT_PROJECT))
     p_up.add_argument(

@@ -94,8 +94,9 @@ def wait_until_ready(
 ) -> None:
     """Poll `url` until it answers 200.
 
-    While nothing listens yet, keep polling; any other HTTP status means the service is
-    broken (waiting longer would not help), so it is stopped and reported with its log.
+    While nothing listens yet (or it does not answer within 5 s), keep polling until
+    `timeout`; any other HTTP status means the service is broken (waiting longer would not
+    help), so it is stopped and reported with its log.
     """
     deadline = time.monotonic() + timeout
     delay = 0.02
@@ -107,7 +108,7 @@ def wait_until_ready(
             )
         try:
             response = requests.get(url, timeout=5, headers=dict(headers or {}))
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy box
             response = None
         if response is not None:
             if response.status_code == 200:

@@ -11,18 +11,55 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from google.cloud import bigquery
+from google.cloud import bigquery, storage
 
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
 from dev_services.flows_api import start_flows_api
+from dev_services.gcs_server import (
+    delete_bucket,
+    start_gcs_server,
+    storage_client,
+    unique_bucket_name,
+)
 from dev_services.process import Service
 
 
 @pytest.fixture(scope="session")
-def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """A BigQuery emulator for the whole test session, with its own data directory."""
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A local Cloud Storage (fake-gcs-server) for the whole test session."""
+    base = tmp_path_factory.mktemp("gcs-server")
+    service = start_gcs_server(base / "data", base / "gcs-server.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_client(gcs_server: Service) -> storage.Client:
+    """The real google-cloud-storage client, pointed at the session's fake-gcs-server."""
+    return storage_client(gcs_server.url, DEFAULT_PROJECT)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_client: storage.Client, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A uniquely named, empty bucket, deleted with its objects after the test."""
+    name = unique_bucket_name(request.node.name)
+    gcs_client.create_bucket(name)
+    yield name
+    delete_bucket(gcs_client, name)
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(
+    tmp_path_factory: pytest.TempPathFactory, gcs_server: Service
+) -> Iterator[Service]:
+    """A BigQuery emulator for the whole test session, reading `gs://` URIs from `gcs_server`."""
     base = tmp_path_factory.mktemp("bigquery-emulator")
-    service = start_bigquery_emulator(base / "data", base / "emulator.log", project=DEFAULT_PROJECT)
+    service = start_bigquery_emulator(
+        base / "data",
+        base / "emulator.log",
+        project=DEFAULT_PROJECT,
+        storage_emulator=gcs_server.url,
+    )
     yield service
     service.stop()
 

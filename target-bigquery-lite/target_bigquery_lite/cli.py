@@ -1,5 +1,7 @@
 """Command line: argv -> settings -> `Runner.run`; errors become one line and an exit code.
 
+`target-bigquery-lite rebuild ...` is the one subcommand (see `rebuild.py`).
+
 Exit codes: 0 success; 1 a failed run (bad input, BigQuery error); 2 bad usage or config;
 128 + n when stopped by signal n (SIGINT 130, SIGTERM 143). stdout carries only STATE lines;
 everything else goes to stderr.
@@ -29,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=NAME,
         description="Load Singer messages (stdin or --input) into BigQuery; STATE goes to stdout "
         "only after the records before it are committed.",
+        epilog=f"{NAME} rebuild --help: reload a table from its Cloud Storage archive.",
     )
     parser.add_argument("--config", type=Path, help="JSON config file")
     parser.add_argument("--input", type=Path, help="read Singer messages from this file")
@@ -44,18 +47,31 @@ def _raise_stop(signal_number: int, _frame: FrameType | None) -> None:
     raise StopSignalError(signal_number, signal.Signals(signal_number).name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the target; return the process exit code."""
-    args = parse_args(argv)
-    if args.about:
-        print(render(args.format))
-        return 0
+def _configure_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("TARGET_BIGQUERY_LITE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s " + NAME + ": %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("google").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the target (or its `rebuild` subcommand); return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["rebuild"]:
+        from target_bigquery_lite import rebuild  # its imports cost start-up time otherwise
+
+        _configure_logging()
+        return rebuild.main(argv[1:])
+    return _run(parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.about:
+        print(render(args.format))
+        return 0
+    _configure_logging()
     if args.config is None:
         log.error("--config is required (a JSON file with at least project and dataset)")
         return 2
@@ -92,6 +108,9 @@ def _report_kept_files(runner: Runner | None) -> None:
     files = runner.kept_files() if runner is not None else []
     if files:
         log.error("staging files kept for inspection: %s", ", ".join(str(f) for f in files))
+    objects = runner.warehouse.pending_objects() if runner is not None else []
+    if objects:
+        log.error("objects of uncommitted batches kept: %s", ", ".join(objects))
 
 
 def _silence_stdout() -> None:

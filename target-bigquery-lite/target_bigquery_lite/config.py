@@ -26,9 +26,14 @@ DEFAULT_BATCH_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH_MAX_SECONDS = 300.0
 DEFAULT_MAX_RETRIES = 5
 MAX_CLUSTER_FIELDS = 4
+DEFAULT_GCS_PREFIX = "target-bigquery-lite/"
 
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,100}$")
+# Cloud Storage bucket names; object prefixes without wildcard or control characters, so a
+# `gs://` URI built from them can never match more than the target's own objects.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_GCS_PREFIX_RE = re.compile(r"^(?!/)(?!.*//)[A-Za-z0-9._=/-]{0,512}$")
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,32 @@ SETTINGS: tuple[Setting, ...] = (
         "the tap's `batch_config.storage.root`; a file anywhere else (symlinks resolved) is "
         "refused before it is read. Unset: BATCH messages are refused.",
     ),
+    Setting(
+        "gcs_bucket",
+        "string",
+        "Cloud Storage bucket to stage batches in: each staging file is uploaded as an object "
+        "and loaded from its `gs://` URI. Unset: files are uploaded to the load job directly.",
+    ),
+    Setting(
+        "gcs_prefix",
+        "string",
+        "Object name prefix: objects are `<gcs_prefix><table>/dt=<YYYY-MM-DD>/"
+        "<run id>-<batch>-<n>.jsonl` (`dt`: the UTC day of the batch's commit).",
+        DEFAULT_GCS_PREFIX,
+    ),
+    Setting(
+        "gcs_keep_objects",
+        "boolean",
+        "Keep the objects after their batch is committed, as a raw archive that `rebuild` "
+        "can reload; false: delete them once committed.",
+        False,
+    ),
+    Setting(
+        "gcs_endpoint",
+        "string",
+        "Cloud Storage API endpoint of a local emulator, e.g. `http://127.0.0.1:4443` (then "
+        "anonymous credentials are used).",
+    ),
 )
 _KNOWN = {setting.name for setting in SETTINGS}
 
@@ -148,6 +179,10 @@ class Settings:
     add_metadata_columns: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
     batch_roots: tuple[str, ...] = ()
+    gcs_bucket: str | None = None
+    gcs_prefix: str = DEFAULT_GCS_PREFIX
+    gcs_keep_objects: bool = False
+    gcs_endpoint: str | None = None
 
 
 def load_settings(path: Path) -> tuple[Settings, list[str]]:
@@ -183,7 +218,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         dataset=_pattern(values, "dataset", _DATASET_RE, "letters, digits and underscores"),
         location=_string(values, "location"),
         credentials_path=_credentials(values),
-        api_endpoint=_endpoint(values),
+        api_endpoint=_endpoint(values, "api_endpoint"),
         load_method=_choice(values, "load_method", LOAD_METHODS),
         batch_max_rows=_integer(values, "batch_max_rows", DEFAULT_BATCH_MAX_ROWS, minimum=1),
         batch_max_bytes=_integer(values, "batch_max_bytes", DEFAULT_BATCH_MAX_BYTES, minimum=1),
@@ -198,7 +233,23 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         add_metadata_columns=_boolean(values, "add_metadata_columns", default=False),
         max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
         batch_roots=_batch_roots(values),
+        gcs_bucket=_pattern(values, "gcs_bucket", _BUCKET_RE, "a Cloud Storage bucket name")
+        if "gcs_bucket" in values
+        else None,
+        gcs_prefix=_pattern(
+            values, "gcs_prefix", _GCS_PREFIX_RE, "letters, digits and . _ = - / (no //)"
+        )
+        if "gcs_prefix" in values
+        else DEFAULT_GCS_PREFIX,
+        gcs_keep_objects=_boolean(values, "gcs_keep_objects", default=False),
+        gcs_endpoint=_endpoint(values, "gcs_endpoint"),
     )
+    if settings.gcs_bucket is None:
+        warnings += [
+            f"config: '{key}' has no effect without 'gcs_bucket'"
+            for key in ("gcs_prefix", "gcs_keep_objects", "gcs_endpoint")
+            if key in values
+        ]
     return settings, warnings
 
 
@@ -253,12 +304,10 @@ def _credentials(values: dict[str, Any]) -> str | None:
     return str(Path(path).expanduser()) if path else None
 
 
-def _endpoint(values: dict[str, Any]) -> str | None:
-    endpoint = _string(values, "api_endpoint")
+def _endpoint(values: dict[str, Any], key: str) -> str | None:
+    endpoint = _string(values, key)
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"config: 'api_endpoint' must start with http:// or https:// ({endpoint})"
-        )
+        raise ConfigError(f"config: '{key}' must start with http:// or https:// ({endpoint})")
     return endpoint.rstrip("/") if endpoint else None
 
 

@@ -42,11 +42,12 @@ log = logging.getLogger("target_bigquery_lite")
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A closed staging file, ready to load."""
+    """A closed staging file, ready to load (from `uris` once uploaded to Cloud Storage)."""
 
     path: Path
     rows: int
     size: int
+    uris: tuple[str, ...] = ()
 
 
 class StageWriter:

@@ -1,19 +1,23 @@
 """The kill-loop: SIGKILL the pipeline at seeded random moments and prove nothing is lost.
 
-Rounds alternate between two lanes (`scripts/run-pipe.sh` and `meltano run`, each with its
-own dataset and saved state). In a round, 2 to 4 runs are killed, each at one moment of
-`MOMENTS`, the victim being the tap, the target or both (SIGKILL, by PID). After every kill
-each saved state is checked against the table (`pipeline.check_state`): not past
-`max(time)`, and no source row with `time < bookmark` missing. Then the lane re-runs without
-faults until a run succeeds, and the table must equal the source exactly (count, distinct
-ids, sum of byte_count, all ten columns of sampled ids, ids at every bookmark seen among
-them). Between rounds the source grows: a few late rows at the newest `time` already
+Rounds alternate between lanes (`scripts/run-pipe.sh`, `meltano run`, and pipe lanes whose
+target stages in Cloud Storage, see `gcs_lane.py`; each with its own dataset and saved
+state). In a round, 2 to 4 runs are killed, each at one moment of `MOMENTS` (GCS lanes:
+`gcs_lane.GCS_MOMENTS` too), the victim being the tap, the target or both (SIGKILL, by
+PID). After every kill each saved state is checked against the table
+(`pipeline.check_state`): not past `max(time)`, and no source row with `time < bookmark`
+missing; in a GCS lane that keeps its objects, every row in the table must also be in the
+archive (`gcs_lane.Archive.check`). Then the lane re-runs without faults until a run
+succeeds, and the table must equal the source exactly (count, distinct ids, sum of
+byte_count, all ten columns of sampled ids, ids at every bookmark seen among them).
+Between rounds the source grows: a few late rows at the newest `time` already
 extracted (only an inclusive restart picks them up), then appended ones.
 
-Runs go through two loopback proxies, which is how moments are found rather than guessed:
+Runs go through loopback proxies, which is how moments are found rather than guessed:
 a pass-through `FaultProxy` counts the tap's page requests, and a `BigQueryProxy` holds the
-target's load job, MERGE or staging-table drop of a chosen batch. A held request of a killed
-target is dropped, as if it never left the machine.
+target's load job, MERGE or staging-table drop of a chosen batch (GCS lanes: another one in
+front of fake-gcs-server holds an upload or a delete). A held request of a killed target is
+dropped, as if it never left the machine.
 
 The plan (lane, victim, moment, position) comes from one seed, printed first; the same seed
 gives the same plan (timings differ from run to run, so where exactly a `random` kill lands
@@ -47,8 +51,21 @@ from dev_services.bigquery_emulator import emulator_client, start_bigquery_emula
 from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.fault_proxy import FaultProxy
 from dev_services.flows_api import start_flows_api
-from google.cloud import bigquery
+from dev_services.gcs_server import (
+    delete_bucket,
+    ensure_bucket,
+    start_gcs_server,
+    storage_client,
+)
+from google.cloud import bigquery, storage
 
+from tests.reliability.gcs_lane import (
+    GCS_HOLDS,
+    GCS_MODES,
+    Archive,
+    lane_moments,
+    make_gcs_lane,
+)
 from tests.reliability.pipeline import (
     BIN,
     Lane,
@@ -81,6 +98,7 @@ HOLDS = {
     "merge-held": ("POST", r"/jobs", r"_{batch:06d}_flows_[0-9a-f]{{16}}_merge_"),
     "after-merge": ("DELETE", r"/tables/_bqlite_stage_\w+_{batch:06d}_flows", None),
 }
+ALL_HOLDS = {m: ("bigquery", *hold) for m, hold in HOLDS.items()} | GCS_HOLDS
 VICTIMS = ("tap", "target", "both")
 MOMENT_TIMEOUT = 180.0
 RANDOM_SHARE = 0.6  # of a clean run's duration: the part where tap and target both run
@@ -115,6 +133,8 @@ class Summary:
     duplicated: int = 0
     mismatched: int = 0
     hangs: int = 0
+    archive_checks: int = 0
+    archive_missing: int = 0
     failed_clean_runs: int = 0
     source_rows: int = 0
     seconds: float = 0.0
@@ -133,6 +153,11 @@ class Summary:
     def report(self) -> str:
         """The summary printed at the end of a loop (and kept in docs/RELIABILITY.md)."""
         moments = sorted({moment for _, moment in self.kills})
+        archive = (
+            f", archived rows missing: {self.archive_missing} ({self.archive_checks} checks)"
+            if self.archive_checks
+            else ""
+        )
         width = max((len(m) for m in moments), default=6)
         lines = [
             f"kill-loop seed {self.seed}: {self.total_kills} kills in {self.rounds} rounds, "
@@ -148,7 +173,7 @@ class Summary:
             f"  reruns to success: {self.reruns} ({self.failed_clean_runs} failed); "
             f"state checks: {self.state_checks}",
             f"  lost: {self.lost}, duplicated: {self.duplicated}, rows differing: "
-            f"{self.mismatched}, states ahead: {self.states_ahead}, hangs: {self.hangs}",
+            f"{self.mismatched}, states ahead: {self.states_ahead}, hangs: {self.hangs}{archive}",
             f"  verdict: {'PASS' if self.ok else 'FAIL'}",
         ]
         lines += [f"  problem: {problem}" for problem in self.problems[:20]]
@@ -171,6 +196,8 @@ class Summary:
             "mismatched": self.mismatched,
             "states_ahead": self.states_ahead,
             "hangs": self.hangs,
+            "archive_checks": self.archive_checks,
+            "archive_missing": self.archive_missing,
             "failed_clean_runs": self.failed_clean_runs,
             "source_rows": self.source_rows,
             "seconds": round(self.seconds, 1),
@@ -178,20 +205,21 @@ class Summary:
         }
 
 
-def kill_specs(seed: int, lanes: list[str]) -> Iterator[tuple[int, KillSpec]]:
+def kill_specs(seed: int, lanes: dict[str, list[str]]) -> Iterator[tuple[int, KillSpec]]:
     """(round, spec) pairs from one seed: rounds alternate lanes and hold 2 to 4 kills.
 
-    The first kill of each lane is the targeted one: the target, between a MERGE and the
-    STATE after it. Then each lane draws moments from its own shuffled deck, so every moment
-    comes up in every lane within its first seven kills; hold moments pick the target as
-    victim more often.
+    `lanes` maps each lane's name to its moments. The first kill of each lane is the
+    targeted one: the target, between a MERGE and the STATE after it. Then each lane draws
+    moments from its own shuffled deck, so every moment comes up in every lane within its
+    first seven to nine kills; hold moments pick the target as victim more often.
     """
     rng = random.Random(seed)
-    decks: dict[str, list[str]] = {lane: [] for lane in lanes}
-    targeted = set(lanes)
+    names = list(lanes)
+    decks: dict[str, list[str]] = {lane: [] for lane in names}
+    targeted = set(names)
     number = 0
     for round_no in range(10**9):
-        lane = lanes[round_no % len(lanes)]
+        lane = names[round_no % len(names)]
         for _ in range(rng.randint(2, 4)):
             number += 1
             if lane in targeted:
@@ -199,10 +227,10 @@ def kill_specs(seed: int, lanes: list[str]) -> Iterator[tuple[int, KillSpec]]:
                 yield round_no, KillSpec(number, lane, "target", "after-merge", rng.random())
                 continue
             if not decks[lane]:
-                decks[lane] = list(MOMENTS)
+                decks[lane] = list(lanes[lane])
                 rng.shuffle(decks[lane])
             moment = decks[lane].pop()
-            weights = (1, 3, 2) if moment in HOLDS else (1, 1, 1)
+            weights = (1, 3, 2) if moment in ALL_HOLDS else (1, 1, 1)
             victim = rng.choices(VICTIMS, weights=weights)[0]
             yield round_no, KillSpec(number, lane, victim, moment, rng.random())
     raise AssertionError("unreachable")  # pragma: no cover
@@ -221,6 +249,7 @@ class KillLoop:
         seed: int,
         *,
         append_rows: int = 6_000,
+        gcs_url: str | None = None,
         say: Callable[[str], None] = print,
     ) -> None:
         """Prepare a loop; `run` does the work.
@@ -233,18 +262,30 @@ class KillLoop:
             lanes: The lanes to alternate between (each with its own dataset and state).
             seed: The seed of the plan.
             append_rows: Rows appended to the source after each round.
+            gcs_url: fake-gcs-server's URL (needed by lanes staging in Cloud Storage, whose
+                buckets are created here).
             say: Where progress lines go.
         """
         self.db = db
         self.api_url = api_url
         self.bq_url = bq_url
         self.client = client
-        self.lanes = {lane.mode: lane for lane in lanes}
+        self.lanes = {lane.name: lane for lane in lanes}
+        self.gcs_url = gcs_url
+        self.storage: storage.Client | None = None
+        self.archives: dict[str, Archive] = {}
+        if any(lane.gcs for lane in lanes):
+            if gcs_url is None:
+                raise ValueError("lanes staging in Cloud Storage need gcs_url")
+            self.storage = storage_client(gcs_url)
+            for lane in lanes:
+                if lane.gcs:
+                    ensure_bucket(self.storage, lane.gcs.bucket)
         self.seed = seed
         self.append_rows = append_rows
         self.say = say
         self.rng = random.Random(seed + 1)
-        self.run_seconds = dict(DEFAULT_RUN_SECONDS)
+        self.run_seconds = {lane.name: DEFAULT_RUN_SECONDS[lane.mode] for lane in lanes}
         self.summary = Summary(seed)
 
     def run(self, kills: int) -> Summary:
@@ -253,7 +294,8 @@ class KillLoop:
         self.say(f"kill-loop seed {self.seed} (KILL_LOOP_SEED={self.seed} repeats the plan)")
         current: int | None = None
         bookmarks: list[int] = []
-        for attempt, (round_no, spec) in enumerate(kill_specs(self.seed, list(self.lanes))):
+        plan = {name: lane_moments(lane, list(MOMENTS)) for name, lane in self.lanes.items()}
+        for attempt, (round_no, spec) in enumerate(kill_specs(self.seed, plan)):
             if round_no != current:
                 if current is not None:
                     self.finish_round(self.lanes[self._lane_of(current)], bookmarks)
@@ -284,15 +326,23 @@ class KillLoop:
             self.say(f"source +{late} late rows, +{appended} appended (the lane had caught up)")
         pages = max(1, math.ceil(remaining / lane.sizes.page_size))
         batches = max(1, math.ceil(remaining / lane.sizes.batch_max_rows))
-        detail, rule = self._moment_detail(spec, pages, batches)
+        detail, service, rule = self._moment_detail(spec, pages, batches)
         api_proxy = FaultProxy(self.api_url)
-        bq_proxy = BigQueryProxy(self.bq_url, [rule] if rule else [])
+        bq_proxy = BigQueryProxy(self.bq_url, [rule] if rule and service == "bigquery" else [])
+        gcs_proxy = None
+        if lane.gcs is not None:
+            assert self.gcs_url is not None
+            gcs_proxy = BigQueryProxy(self.gcs_url, [rule] if rule and service == "storage" else [])
+        proxies = [p for p in (bq_proxy, gcs_proxy) if p is not None]
         api_proxy.start()
-        bq_proxy.start()
-        quiet_disconnects(bq_proxy)
+        for proxy in proxies:
+            proxy.start()
+            quiet_disconnects(proxy)
         killed: list[str] = []
         try:
-            run = lane.start(api_proxy.url, bq_proxy.url)
+            run = lane.start(
+                api_proxy.url, bq_proxy.url, gcs_url=gcs_proxy.url if gcs_proxy else None
+            )
             self.summary.runs += 1
             reached = self._wait_for_moment(run, lane, spec, rule, api_proxy, pages)
             if reached:
@@ -300,19 +350,21 @@ class KillLoop:
                 wanted = ("tap", "target") if spec.victim == "both" else (spec.victim,)
                 killed = kill({name: found[name] for name in wanted if name in found})
             if "target" in killed:
-                bq_proxy.stop()  # the held request never reaches BigQuery
+                for proxy in proxies:
+                    proxy.stop()  # the held request never reaches BigQuery or the bucket
             elif rule is not None:
                 rule.release()
             code = wait_for_exit(run)
         finally:
-            bq_proxy.stop()
+            for proxy in proxies:
+                proxy.stop()
             api_proxy.stop()
         if code is None:
             self.summary.hangs += 1
             self._problem(spec, f"the run did not end (log {lane.log_of_last_run()})")
         if killed:  # counted by who really died: "both" may find the tap already gone
             self.summary.kills[("both" if len(killed) == 2 else killed[0], spec.moment)] += 1
-            self.summary.kills_by_lane[lane.mode] += 1
+            self.summary.kills_by_lane[lane.name] += 1
             outcome = f"killed {'+'.join(killed)}"
         else:
             self.summary.not_reached += 1
@@ -321,23 +373,26 @@ class KillLoop:
                 self._problem(spec, f"a run nobody killed exited {code} ({lane.log_of_last_run()})")
         return self._check_states(lane, spec, f"{detail}: {outcome}, exit {code}")
 
-    def _moment_detail(self, spec: KillSpec, pages: int, batches: int) -> tuple[str, Rule | None]:
-        if spec.moment in HOLDS:
+    def _moment_detail(
+        self, spec: KillSpec, pages: int, batches: int
+    ) -> tuple[str, str | None, Rule | None]:
+        """What the moment is, in words, and which proxy holds which request for it."""
+        if spec.moment in ALL_HOLDS:
             batch = 1 + int(spec.position * batches)
-            method, path, body = HOLDS[spec.moment]
+            service, method, path, body = ALL_HOLDS[spec.moment]
             rule = Rule(
                 method,
                 path.format(batch=batch),
                 body.format(batch=batch) if body else None,
                 action="hold",
             )
-            return f"batch {batch} of {batches}", rule
+            return f"batch {batch} of {batches}", service, rule
         if spec.moment == "tap-page":
-            return f"page {1 + int(spec.position * pages)} of {pages}", None
+            return f"page {1 + int(spec.position * pages)} of {pages}", None, None
         if spec.moment == "early":
-            return f"{spec.position * 0.5:.2f} s after start-up", None
+            return f"{spec.position * 0.5:.2f} s after start-up", None, None
         delay = spec.position * RANDOM_SHARE * self.run_seconds[spec.lane]
-        return f"{delay:.2f} s after start-up", None
+        return f"{delay:.2f} s after start-up", None, None
 
     def _wait_for_moment(
         self,
@@ -353,7 +408,7 @@ class KillLoop:
         def ended() -> bool:
             return run.poll() is not None
 
-        if spec.moment in HOLDS:
+        if spec.moment in ALL_HOLDS:
             assert rule is not None
             wait_until(lambda: rule.matched.is_set() or ended(), MOMENT_TIMEOUT)
             return rule.matched.is_set()
@@ -368,7 +423,7 @@ class KillLoop:
 
         if not wait_until(lambda: running() or ended(), MOMENT_TIMEOUT) or ended():
             return False
-        span = 0.5 if spec.moment == "early" else RANDOM_SHARE * self.run_seconds[lane.mode]
+        span = 0.5 if spec.moment == "early" else RANDOM_SHARE * self.run_seconds[lane.name]
         due = time.monotonic() + spec.position * span
         wait_until(lambda: time.monotonic() >= due or ended(), MOMENT_TIMEOUT)
         return not ended()
@@ -386,8 +441,15 @@ class KillLoop:
                 self.summary.duplicated = max(self.summary.duplicated, check.duplicates)
                 self._problem(spec, f"duplicates after the kill: {check.describe()}")
         notes = "; ".join(f"{c.where} {c.bookmark} (max {c.table_max_time})" for c in checks)
+        if lane.gcs is not None and lane.gcs.keep_objects:
+            archive = self._archive(lane).check(self.client, lane)
+            self.summary.archive_checks += 1
+            notes += f"; archive {archive.objects} objects"
+            if archive.missing:
+                self.summary.archive_missing = max(self.summary.archive_missing, archive.missing)
+                self._problem(spec, f"committed rows not archived: {archive.describe()}")
         self.say(
-            f"kill {spec.number:3d} {lane.mode:7} {spec.victim:6} {spec.moment:11} {what}; {notes}"
+            f"kill {spec.number:3d} {lane.name:10} {spec.victim:6} {spec.moment:13} {what}; {notes}"
         )
         return checks
 
@@ -396,16 +458,17 @@ class KillLoop:
         self.summary.rounds += 1
         for attempt in range(1, 4):
             started = time.monotonic()
-            run = lane.start(self.api_url, self.bq_url, max_retries=5)
+            gcs_url = self.gcs_url if lane.gcs else None
+            run = lane.start(self.api_url, self.bq_url, gcs_url=gcs_url, max_retries=5)
             code = wait_for_exit(run)
             self.summary.runs += 1
             self.summary.reruns += 1
             if code == 0:
-                self.run_seconds[lane.mode] = time.monotonic() - started
+                self.run_seconds[lane.name] = time.monotonic() - started
                 break
             self.summary.failed_clean_runs += 1
             self.summary.problems.append(
-                f"round {self.summary.rounds} ({lane.mode}): rerun {attempt} without faults "
+                f"round {self.summary.rounds} ({lane.name}): rerun {attempt} without faults "
                 f"exited {code} (log {lane.log_of_last_run()})"
             )
             if code is None:
@@ -420,16 +483,21 @@ class KillLoop:
         newest = verdict.source.max_time
         if not verdict.exact or final != newest:
             self.summary.problems.append(
-                f"round {self.summary.rounds} ({lane.mode}) after the reruns: "
+                f"round {self.summary.rounds} ({lane.name}) after the reruns: "
                 f"{verdict.describe()}; saved bookmark {final}, source max(time) {newest}"
             )
         late, appended = grow_source(self.db, self.rng, self.append_rows)
         self.say(
-            f"round {self.summary.rounds:3d} {lane.mode:7} exact={verdict.exact} "
+            f"round {self.summary.rounds:3d} {lane.name:10} exact={verdict.exact} "
             f"({verdict.table.describe()}); source +{late} late rows at time {newest}, "
             f"+{appended} appended"
         )
         return verdict
+
+    def _archive(self, lane: Lane) -> Archive:
+        assert self.storage is not None
+        assert lane.gcs is not None
+        return self.archives.setdefault(lane.name, Archive(self.storage, lane.gcs))
 
     def _problem(self, spec: KillSpec, text: str) -> None:
         self.summary.problems.append(
@@ -449,16 +517,27 @@ def quiet_disconnects(proxy: BigQueryProxy) -> None:
 
 
 def make_lanes(workdir: Path, sizes: Sizes, modes: list[str]) -> list[Lane]:
-    """One lane per mode, each with a fresh dataset name and folder."""
+    """One lane per mode (`pipe`, `meltano`, `gcs`, `gcs-delete`), each with a fresh dataset
+    name, folder and (GCS lanes) bucket.
+    """
     tag = uuid.uuid4().hex[:8]
-    return [Lane(mode, workdir / mode, f"kill_{mode}_{tag}", sizes) for mode in modes]
+    return [
+        make_gcs_lane(workdir, mode, sizes, tag)
+        if mode in GCS_MODES
+        else Lane(mode, workdir / mode, f"kill_{mode}_{tag}", sizes)
+        for mode in modes
+    ]
 
 
-def clean_up(lanes: list[Lane], client: bigquery.Client) -> None:
-    """Drop the lanes' datasets and Meltano states."""
+def clean_up(
+    lanes: list[Lane], client: bigquery.Client, store: storage.Client | None = None
+) -> None:
+    """Drop the lanes' datasets, Meltano states and (given `store`) buckets."""
     for lane in lanes:
         client.delete_dataset(lane.dataset, delete_contents=True, not_found_ok=True)
         lane.remove_saved_state()
+        if lane.gcs is not None and store is not None:
+            delete_bucket(store, lane.gcs.bucket)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,12 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", type=int, default=6_000, help="rows appended per round")
     parser.add_argument("--page-size", type=int, default=Sizes.page_size)
     parser.add_argument("--batch-rows", type=int, default=Sizes.batch_max_rows)
-    parser.add_argument("--lanes", default="pipe,meltano")
+    parser.add_argument("--lanes", default="pipe,meltano,gcs", help="pipe,meltano,gcs,gcs-delete")
     parser.add_argument("--json", type=Path, help="also write the summary here as JSON")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     workdir = Path(tempfile.mkdtemp(prefix="kill-loop-"))
-    emulator = api = None
+    emulator = api = gcs = None
     lanes: list[Lane] = []
     client: bigquery.Client | None = None
     summary: Summary | None = None
@@ -483,16 +562,22 @@ def main(argv: list[str] | None = None) -> int:
         db = workdir / "flows.db"
         generate = [str(BIN / "flows-api"), "generate", "--rows", str(args.rows)]
         subprocess.run([*generate, "--db", str(db), "--seed", str(seed)], check=True)
-        emulator = start_bigquery_emulator(workdir / "bq-data", workdir / "emulator.log")
+        gcs = start_gcs_server(workdir / "gcs-data", workdir / "gcs-server.log")
+        emulator = start_bigquery_emulator(
+            workdir / "bq-data", workdir / "emulator.log", storage_emulator=gcs.url
+        )
         api = start_flows_api(db, workdir / "flows-api.log")
         client = emulator_client(emulator.url)
         lanes = make_lanes(workdir, Sizes(args.page_size, args.batch_rows), args.lanes.split(","))
-        loop = KillLoop(db, api.url, emulator.url, client, lanes, seed, append_rows=args.append)
+        loop = KillLoop(
+            db, api.url, emulator.url, client, lanes, seed,
+            append_rows=args.append, gcs_url=gcs.url,
+        )  # fmt: skip
         summary = loop.run(args.kills)
     finally:
         if client is not None:
-            clean_up(lanes, client)
-        for service in (api, emulator):
+            clean_up(lanes, client, storage_client(gcs.url) if gcs else None)
+        for service in (api, emulator, gcs):
             if service is not None:
                 service.stop()
     report = summary.report()

@@ -10,6 +10,9 @@ own saved state:
 * `meltano`: `meltano run --state-id-suffix ...`, which saves each STATE line the target
   prints into `.state/` as it arrives.
 
+Either may stage its batches in Cloud Storage (`CloudStaging`: the target's `gcs_*`
+settings, against fake-gcs-server or a proxy in front of it).
+
 The judgement is the correctness promise itself. `check_state` asks, right after a run was
 killed, whether the saved state points past the committed data: its bookmark must be at most
 `max(time)` in the table, and every source row with `time < bookmark` must be in the table
@@ -60,6 +63,24 @@ class Sizes:
     batch_max_rows: int = 3_000
 
 
+@dataclass(frozen=True)
+class CloudStaging:
+    """A lane's Cloud Storage staging: the target's `gcs_bucket`, `gcs_prefix` and so on."""
+
+    bucket: str
+    keep_objects: bool
+    prefix: str = "kill-loop/"
+
+    def target_settings(self, endpoint: str) -> dict[str, object]:
+        """The target's settings for staging through `endpoint` (fake-gcs-server or a proxy)."""
+        return {
+            "gcs_bucket": self.bucket,
+            "gcs_prefix": self.prefix,
+            "gcs_keep_objects": self.keep_objects,
+            "gcs_endpoint": endpoint,
+        }
+
+
 def bookmark_of(state: Mapping[str, Any] | None) -> int | None:
     """The `flows` bookmark of a Singer state, if it has one."""
     if not state:
@@ -80,6 +101,8 @@ class Lane:
         *,
         tap_command: Path | None = None,
         target_command: Path | None = None,
+        name: str | None = None,
+        gcs: CloudStaging | None = None,
     ) -> None:
         """Prepare the lane's folder; nothing runs yet.
 
@@ -91,10 +114,14 @@ class Lane:
             tap_command: Pipe mode only: another tap executable (a mutant, for the tests
                 that prove the checks can fail).
             target_command: Pipe mode only: another target executable, likewise.
+            name: What the loop calls the lane (default: its mode).
+            gcs: Stage the target's batches in Cloud Storage.
         """
         if mode not in ("pipe", "meltano"):
             raise ValueError(f"unknown lane mode {mode!r}")
         self.mode = mode
+        self.name = name or mode
+        self.gcs = gcs
         self.workdir = workdir
         self.dataset = dataset
         self.sizes = sizes
@@ -128,6 +155,7 @@ class Lane:
         api_url: str,
         bq_url: str,
         *,
+        gcs_url: str | None = None,
         max_retries: int = 2,
         preexec: Callable[[], None] | None = None,
     ) -> subprocess.Popen[bytes]:
@@ -136,15 +164,20 @@ class Lane:
         Args:
             api_url: Where the tap finds flows-api (or a proxy in front of it).
             bq_url: Where the target finds BigQuery (or a proxy in front of it).
+            gcs_url: Where the target finds Cloud Storage (lanes with `gcs` only).
             max_retries: The target's retries of transient BigQuery errors; small, so a run
                 whose requests are dropped by a stopped proxy ends quickly.
             preexec: Run in the child before it starts (e.g. to set a resource limit that
                 the whole run inherits).
         """
+        if (self.gcs is None) != (gcs_url is None):
+            raise ValueError(f"lane {self.name}: gcs_url goes with, and only with, CloudStaging")
+        staging = self.gcs.target_settings(gcs_url) if self.gcs and gcs_url else {}
         self.runs += 1
         log = self.workdir / f"run-{self.runs:03d}.log"
         if self.mode == "pipe":
-            cmd, env, cwd = self._pipe_command(api_url, bq_url, max_retries), {}, None
+            cmd = self._pipe_command(api_url, bq_url, max_retries, staging)
+            env, cwd = {}, None
         else:
             cmd = [str(BIN / "meltano"), "run", "--state-id-suffix", self.suffix]
             cmd += ["tap-flows", "target-bigquery-lite"]
@@ -157,6 +190,8 @@ class Lane:
                 "TARGET_BIGQUERY_LITE_STAGING_DIR": str(self.staging_dir),
                 "TARGET_BIGQUERY_LITE_MAX_RETRIES": str(max_retries),
             }
+            env |= {f"TARGET_BIGQUERY_LITE_{k.upper()}": json.dumps(v) if isinstance(v, bool)
+                    else str(v) for k, v in staging.items()}  # fmt: skip
             env |= {f"TAP_FLOWS_{k.upper()}": str(v) for k, v in self.tap_settings.items()}
             env["MELTANO_SYS_DIR_ROOT"] = str(self._private_meltano_sys_dir())
             cwd = ROOT
@@ -179,7 +214,9 @@ class Lane:
                 (self.meltano_sys_dir / plugins).symlink_to(ROOT / ".meltano" / plugins)
         return self.meltano_sys_dir
 
-    def _pipe_command(self, api_url: str, bq_url: str, retries: int) -> list[str]:
+    def _pipe_command(
+        self, api_url: str, bq_url: str, retries: int, staging: dict[str, object]
+    ) -> list[str]:
         tap_config = self.workdir / "tap.json"
         tap = {"api_url": api_url, "page_size": self.sizes.page_size, **self.tap_settings}
         tap_config.write_text(json.dumps(tap))
@@ -193,6 +230,7 @@ class Lane:
                     "batch_max_rows": self.sizes.batch_max_rows,
                     "staging_dir": str(self.staging_dir),
                     "max_retries": retries,
+                    **staging,
                 }
             )
         )

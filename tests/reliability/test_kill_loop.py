@@ -1,4 +1,4 @@
-"""The short kill-loop (`make test`), and proof that its checks catch the bugs they are for.
+"""The short kill-loops (`make test`), and proof that their checks catch the bugs they are for.
 
 The loop itself is `tests/reliability/kill_loop.py`; `make reliability KILLS=200` runs the
 long one. Set KILL_LOOP_SEED to repeat a loop's plan, KILL_LOOP_KILLS to change its length.
@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dev_services.flows_check import table_figures
 from dev_services.process import Service
-from google.cloud import bigquery
+from google.cloud import bigquery, storage
 
 from tests.conftest import generate_db
+from tests.reliability.gcs_lane import loads_of_other_runs, rebuild_into
 from tests.reliability.kill_loop import MOMENTS, KillLoop, KillSpec, clean_up, make_lanes
-from tests.reliability.pipeline import BIN, Lane, Sizes
+from tests.reliability.pipeline import BIN, Lane, Sizes, rows_from
 
 KILLS = int(os.environ.get("KILL_LOOP_KILLS", "15"))
 SHORT = Sizes(page_size=1_500, batch_max_rows=2_000)  # 8,000 rows: 6 pages, 4 batches
@@ -49,6 +52,68 @@ def test_short_kill_loop_loses_nothing_duplicates_nothing_and_never_saves_a_stat
     assert {moment for _, moment in summary.kills} >= set(MOMENTS) - {"early", "random"}
     assert summary.state_checks >= summary.total_kills
     assert summary.rounds >= 4
+
+
+# Two rounds of kills in the Cloud Storage lane, at the moments it adds or changes:
+# during an upload, between the upload and the load, between the load and the MERGE,
+# between the MERGE and the STATE (the long loop adds early, random and tap-page kills).
+GCS_ROUNDS = (
+    (("target", "after-merge"), ("both", "upload-held"), ("target", "uploaded-held")),
+    (("target", "merge-held"), ("target", "upload-held"), ("both", "uploaded-held")),
+)
+
+
+@pytest.mark.timeout(600)
+def test_short_gcs_kill_loop_loses_no_row_and_no_object_of_a_committed_batch(
+    tmp_path: Path,
+    start_flows_api_service: Callable[..., Service],
+    bigquery_emulator: Service,
+    bq_client: bigquery.Client,
+    gcs_server: Service,
+    gcs_client: storage.Client,
+) -> None:
+    seed = int(os.environ.get("KILL_LOOP_SEED") or random.SystemRandom().randrange(10**6))
+    rng = random.Random(seed)
+    db = generate_db(tmp_path / "flows.db", 8_000, seed=seed % 1000)
+    api = start_flows_api_service(db)
+    [lane] = make_lanes(tmp_path, SHORT, ["gcs"])  # gcs_keep_objects: true
+    loop = KillLoop(
+        db, api.url, bigquery_emulator.url, bq_client, [lane], seed,
+        append_rows=3_000, gcs_url=gcs_server.url,
+    )  # fmt: skip
+    print(f"gcs kill-loop seed {seed} (KILL_LOOP_SEED={seed} repeats the positions)")
+    number, started = 0, time.monotonic()
+    try:
+        for kills in GCS_ROUNDS:
+            bookmarks = []
+            for victim, moment in kills:
+                number += 1
+                spec = KillSpec(number, lane.name, victim, moment, rng.random())
+                checks = loop.kill_run(lane, spec)
+                bookmarks += [check.bookmark for check in checks if check.bookmark is not None]
+            loop.finish_round(lane, bookmarks)
+        foreign_loads = loads_of_other_runs(bq_client, lane)
+        rebuilt = rebuild_into(lane, bigquery_emulator.url, gcs_server.url, "flows_rebuilt")
+        table, from_archive = (
+            table_figures(bq_client, f"{lane.dataset}.{name}")
+            for name in ("flows", "flows_rebuilt")
+        )
+    finally:
+        clean_up([lane], bq_client, gcs_client)
+    summary = loop.summary
+    summary.seconds, summary.source_rows = time.monotonic() - started, rows_from(db, None)
+    print(summary.report())
+
+    assert summary.ok, f"KILL_LOOP_SEED={seed}\n{summary.report()}"
+    assert summary.total_kills == number == 6, summary.report()
+    assert {moment for _, moment in summary.kills} == {
+        "upload-held", "uploaded-held", "merge-held", "after-merge",
+    }  # fmt: skip
+    assert summary.archive_checks == 6
+    assert summary.archive_missing == 0
+    assert foreign_loads == []  # no rerun loaded what a killed run left in the bucket
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert from_archive == table  # the archive alone rebuilds the table (checked exact)
 
 
 def mutant(path: Path, source: str) -> Path:

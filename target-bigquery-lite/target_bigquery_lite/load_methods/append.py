@@ -11,7 +11,7 @@ from __future__ import annotations
 from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.jobs import step_name
-from target_bigquery_lite.load import load_file
+from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
 from target_bigquery_lite.schema_evolution import plain
 from target_bigquery_lite.stage import StagedFile
@@ -46,10 +46,10 @@ class AppendMethod:
 
     def commit(self, tables: Tables, plan: TablePlan, staged: StagedFile, batch: int) -> None:
         """One load job appending the batch to the final table."""
-        load_file(
+        load_staged(
             tables.runner,
             step_name(batch, plan.table, "load"),
-            staged.path,
+            staged,
             tables.table_ref(plan.destination),
             plan.load_fields,
             truncate=False,

@@ -25,7 +25,7 @@ from target_bigquery_lite.columns import SEQUENCE_COLUMN, SEQUENCE_FIELD
 from target_bigquery_lite.errors import InputError, TargetError
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
-from target_bigquery_lite.load import load_file
+from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
 from target_bigquery_lite.schema_evolution import load_fields
 from target_bigquery_lite.stage import StagedFile
@@ -79,10 +79,10 @@ class MergeMethod:
         started = time.monotonic()
         staging = staging_table_name(plan.run_id, batch, plan.table)
         tables.create_staging(staging, plan.load_fields)
-        load_file(
+        load_staged(
             tables.runner,
             step_name(batch, plan.table, "load"),
-            staged.path,
+            staged,
             tables.table_ref(staging),
             plan.load_fields,
             truncate=True,

@@ -22,7 +22,7 @@ from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
-from target_bigquery_lite.load import load_file
+from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
 from target_bigquery_lite.schema_evolution import load_fields
 from target_bigquery_lite.stage import StagedFile
@@ -64,10 +64,10 @@ class OverwriteMethod:
 
     def commit(self, tables: Tables, plan: TablePlan, staged: StagedFile, batch: int) -> None:
         """Append the batch to the run's table; keep that table from expiring."""
-        load_file(
+        load_staged(
             tables.runner,
             step_name(batch, plan.table, "load"),
-            staged.path,
+            staged,
             tables.table_ref(plan.destination),
             plan.load_fields,
             truncate=False,
