@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dev_services.flows_check import source_figures
 from dev_services.process import Service, free_port
 from google.cloud import bigquery
-from target_bigquery_lite.identifiers import column_name, quote, quote_table, table_name
 from target_bigquery_lite.columns import SEQUENCE_COLUMN
+from target_bigquery_lite.identifiers import column_name, quote, quote_table, table_name
 from target_bigquery_lite.load_methods.merge import build_merge_sql
 from target_bigquery_lite.load_methods.overwrite import build_replace_sql
 from target_bigquery_lite.versions import build_delete_old_versions_sql
