@@ -54,6 +54,8 @@ def test_about_markdown_is_the_readme_settings_table() -> None:
             {"project": "p", "dataset": "my-dataset"},
             "'dataset' must be letters, digits and underscores",
         ),
+        ({"project": "a.b", "dataset": "d"}, "'project' must be a Google Cloud project id"),
+        ({"project": "My_Project", "dataset": "d"}, "'project' must be a Google Cloud project id"),
         (
             {"project": "p", "dataset": "d", "load_method": "upsert"},
             "'load_method' must be one of merge, append, overwrite",

@@ -182,3 +182,31 @@ def test_reconcile_refuses_incompatible_changes(field: SchemaField, what: str) -
     with pytest.raises(SchemaChangeError, match="incompatible schema change for table t") as info:
         reconcile(TABLE, (field,), "t")
     assert what in str(info.value)
+
+
+def test_a_recursive_ref_becomes_a_json_column() -> None:
+    tree = {
+        "definitions": {
+            "node": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "child": {"$ref": "#/definitions/node"}},
+            }
+        },
+        "properties": {"id": {"type": "integer"}, "root": {"$ref": "#/definitions/node"}},
+    }
+    (_, root) = map_schema(tree, "s").fields
+    assert root.field_type == "RECORD"
+    assert [(f.name, f.field_type) for f in root.fields] == [("name", "STRING"), ("child", "JSON")]
+
+
+def test_a_folded_property_records_its_source_and_a_later_one_is_refused() -> None:
+    mapped = map_schema({"properties": {"id": {"type": "integer"}, "a b": {}}}, "s")
+    assert [(f.name, f.description) for f in mapped.fields] == [
+        ("id", None),
+        ("a_b", "Singer property: a b"),
+    ]
+    other = map_schema({"properties": {"a_b": {}}}, "s").fields
+    with pytest.raises(SchemaChangeError, match="property 'a_b' maps to column a_b, which holds"):
+        reconcile(mapped.fields, other, "t")
+    kept = SchemaField("x", "STRING", description="keep me", policy_tags=None)
+    assert reconcile((kept,), (SchemaField("x", "STRING"),), "t").fields[0].description == "keep me"
