@@ -13,6 +13,7 @@ msgspec call (`checked_rows`).
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import re
 import zlib
@@ -33,6 +34,7 @@ BLOCK_SIZE = 1 << 20
 CHECK_BLOCK_SIZE = 1 << 17
 GZIP_MAGIC = b"\x1f\x8b"
 # A line that does not start with "{" (blank or indented), after the block's first line.
+log = logging.getLogger("target_bigquery_lite")
 _ODD_LINE = re.compile(rb"\n[^{]")
 
 
@@ -179,3 +181,30 @@ def checked_rows(block: bytes, decode: Callable[[bytes], list[Any]]) -> list[Any
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
         return None
     return rows if len(rows) == block.count(b"\n") else None
+
+
+class ConsumedFiles:
+    """BATCH files whose rows are staged, deleted once all their rows are committed.
+
+    With `delete_batch_files`, the tap's batch folder does not grow run after run: a file
+    goes when the commit watermark passes its last row (for rows that commit only at the
+    end of the run, at the end). A file that cannot be deleted is logged, never fatal.
+    """
+
+    def __init__(self) -> None:
+        """Nothing consumed yet."""
+        self._files: list[tuple[int, Path]] = []
+
+    def add(self, path: Path, last_seq: int) -> None:
+        """`path` is staged; its last row has sequence number `last_seq`."""
+        self._files.append((last_seq, path))
+
+    def release(self, watermark: int) -> None:
+        """Delete the files whose rows are all committed (sequence numbers <= `watermark`)."""
+        done = [path for last, path in self._files if last <= watermark]
+        self._files = [(last, path) for last, path in self._files if last > watermark]
+        for path in done:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete the committed batch file %s: %s", path, exc)

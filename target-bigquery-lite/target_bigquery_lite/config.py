@@ -129,6 +129,13 @@ SETTINGS: tuple[Setting, ...] = (
         "refused before it is read. Unset: BATCH messages are refused.",
     ),
     Setting(
+        "delete_batch_files",
+        "boolean",
+        "Delete each BATCH file once all its rows are committed, so the tap's batch folder "
+        "does not grow from run to run.",
+        False,
+    ),
+    Setting(
         "gcs_bucket",
         "string",
         "Cloud Storage bucket to stage batches in: each staging file is uploaded as an object "
@@ -179,6 +186,7 @@ class Settings:
     add_metadata_columns: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
     batch_roots: tuple[str, ...] = ()
+    delete_batch_files: bool = False
     gcs_bucket: str | None = None
     gcs_prefix: str = DEFAULT_GCS_PREFIX
     gcs_keep_objects: bool = False
@@ -233,6 +241,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         add_metadata_columns=_boolean(values, "add_metadata_columns", default=False),
         max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
         batch_roots=_batch_roots(values),
+        delete_batch_files=_boolean(values, "delete_batch_files", default=False),
         gcs_bucket=_pattern(values, "gcs_bucket", _BUCKET_RE, "a Cloud Storage bucket name")
         if "gcs_bucket" in values
         else None,

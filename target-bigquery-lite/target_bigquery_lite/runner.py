@@ -69,6 +69,7 @@ class Runner:
         self.batch_started: float | None = None
         self.activations: dict[str, int] = {}
         self.unmarked: set[str] = set()  # streams with unversioned rows staged before versions
+        self.consumed = batch_files.ConsumedFiles()
         self.unknown_types: set[str] = set()
         self.received_at = datetime.now(UTC).isoformat()
         self.warehouse = Warehouse(settings, self.run_id)
@@ -254,6 +255,8 @@ class Runner:
             chunks = staged_chunks(stream.spec, path, context, self.seq, stream.counts.received + 1)
             for chunk in chunks:
                 self._stage_chunk(stream, chunk.data, chunk.rows)
+            if self.settings.delete_batch_files:
+                self.consumed.add(path, self.seq)
 
     def _stage_chunk(self, stream: StreamRun, data: bytes, rows: int) -> None:
         """Write staged lines of a BATCH file, flushing exactly at `batch_max_rows`."""
@@ -340,6 +343,7 @@ class Runner:
                 if not item.plan.method.commits_at_end:
                     self.progress.streams[item.plan.stream].committed += item.staged.rows
             self.state.committed(batch.end_seq)
+            self.consumed.release(self.state.watermark)
 
     def _finish(self) -> None:
         """Clean end of input: commit everything, the methods' end-of-run work, final state."""
@@ -355,6 +359,7 @@ class Runner:
                 self.streams[name].plan, version, self.run_id, keep_unmarked=name in self.unmarked
             )
         self.state.finish(self.seq)
+        self.consumed.release(self.seq)
         self.area.clean_up()
 
     def _refuse_overwrite_with_bookmarks(self, value: bytes, *, strict: bool) -> None:

@@ -60,6 +60,11 @@ class StateTracker:
             self._pending.append((tag, line))
 
     @property
+    def watermark(self) -> int:
+        """Every record up to this sequence number is in its final table."""
+        return self._watermark()
+
+    @property
     def latest(self) -> bytes | None:
         """The newest state received (written or not)."""
         return self._latest

@@ -135,3 +135,45 @@ def test_raw_batch_rows_with_a_null_key_fail_the_merge(
     assert "a row of this batch has a null or missing key property" in result.stderr
     assert result.states == []
     assert rows("people") == []
+
+
+def _batch_lines(folder: Path, files: int, rows: int) -> bytes:
+    """SCHEMA, then one BATCH message per file of `rows` rows, then a STATE."""
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = {"type": "SCHEMA", "stream": "events", "key_properties": ["id"],
+              "schema": {"properties": {"id": {"type": "integer"}}}}  # fmt: skip
+    lines = [json.dumps(schema)]
+    for number in range(files):
+        path = folder / f"events-{number}.jsonl"
+        path.write_text("".join(f'{{"id": {number * rows + i}}}\n' for i in range(rows)))
+        batch = {"type": "BATCH", "stream": "events", "encoding": {"format": "jsonl"},
+                 "manifest": [path.as_uri()]}  # fmt: skip
+        lines.append(json.dumps(batch))
+    lines.append(json.dumps({"type": "STATE", "value": {"files": files}}))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+@pytest.mark.parametrize("method", ["merge", "overwrite"])
+def test_committed_batch_files_are_deleted(
+    tmp_path: Path, target_config: Callable[..., Path], rows: Callable[..., list[Any]], method: str
+) -> None:
+    folder = tmp_path / "batches"
+    data = _batch_lines(folder, files=4, rows=50)
+    config = target_config(delete_batch_files=True, batch_max_rows=60, load_method=method)
+    result = run_target(config, data)
+    assert result.returncode == 0, result.stderr
+    assert list(folder.iterdir()) == []
+    assert [r["id"] for r in rows("events")] == list(range(200))
+
+
+def test_batch_files_of_uncommitted_rows_stay(
+    tmp_path: Path, target_config: Callable[..., Path]
+) -> None:
+    folder = tmp_path / "batches"
+    data = _batch_lines(folder, files=3, rows=50)
+    (folder / "events-2.jsonl").write_text('{"id": "not a number"}\n')
+    result = run_target(target_config(delete_batch_files=True, batch_max_rows=50), data)
+    assert result.returncode == 1
+    assert "field 'id'" in result.stderr
+    # events-0 was committed by its own flush; events-1 was staged, not committed
+    assert sorted(p.name for p in folder.iterdir()) == ["events-1.jsonl", "events-2.jsonl"]

@@ -142,9 +142,21 @@ def expected_value(column: Column, text: str | None, sent: Any, kind: str) -> An
 
 
 def bigquery_column(name: str) -> str:
-    """Punctuation and spaces become `_`, letters of any script and case stay, `1col` -> `_1col`."""
-    name = unicodedata.normalize("NFC", name)
-    result = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    """The README's naming rule, written out again: accents on Latin letters are folded
+    (`naïve` -> `naive`), letters, digits and marks of other scripts and case stay, anything
+    else becomes `_`, and a leading digit gets a `_` (`1col` -> `_1col`)."""
+
+    def one(char: str) -> str:
+        if char.isascii():
+            return char if char.isalnum() or char == "_" else "_"
+        base = "".join(
+            c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
+        )
+        if base and base.isascii() and base.isalnum():
+            return base
+        return char if unicodedata.category(char)[0] in "LNM" else "_"
+
+    result = "".join(one(char) for char in unicodedata.normalize("NFC", name))
     return f"_{result}" if result[0].isdigit() else result
 
 
