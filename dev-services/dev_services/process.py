@@ -107,7 +107,7 @@ def wait_until_ready(
             )
         try:
             response = requests.get(url, timeout=5, headers=dict(headers or {}))
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy
             response = None
         if response is not None:
             if response.status_code == 200:

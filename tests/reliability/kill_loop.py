@@ -43,10 +43,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dev_services.bigquery_emulator import emulator_client, start_bigquery_emulator
+from dev_services.bigquery_emulator import emulator_client
 from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.fault_proxy import FaultProxy
 from dev_services.flows_api import start_flows_api
+from dev_services.strict_bigquery import start_strict_bigquery
 from google.cloud import bigquery
 
 from tests.reliability.pipeline import (
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         db = workdir / "flows.db"
         generate = [str(BIN / "flows-api"), "generate", "--rows", str(args.rows)]
         subprocess.run([*generate, "--db", str(db), "--seed", str(seed)], check=True)
-        emulator = start_bigquery_emulator(workdir / "bq-data", workdir / "emulator.log")
+        emulator = start_strict_bigquery(workdir / "bq-data", workdir / "emulator.log")
         api = start_flows_api(db, workdir / "flows-api.log")
         client = emulator_client(emulator.url)
         lanes = make_lanes(workdir, Sizes(args.page_size, args.batch_rows), args.lanes.split(","))

@@ -1,0 +1,402 @@
+"""The strict front's job rules: SQL through ZetaSQL, load data checks, locations, quotas.
+
+* Queries (`jobs.insert`, `jobs.query`): analyzed by ZetaSQL against the tables as they
+  are (`sql_checks`); a rejected statement gets BigQuery's 400 `invalidQuery` with
+  ZetaSQL's message, and so does a query over a `requirePartitionFilter` table without a
+  pruning filter. Nothing rejected reaches the emulator.
+* Load jobs from uploads: the data is checked as it passes (`load_checks`); a violation
+  makes the job fail as BigQuery's would (DONE, `errorResult` with BigQuery's summary,
+  the strict reasons in `errors[]`) and the data never reaches the emulator. Loads from
+  `sourceUris` are not read (a stated gap until the harness has a Cloud Storage).
+* A job runs where its datasets are; looking it up (`jobs.get`, `getQueryResults`,
+  cancel) without that location finds it only in the US and EU multi-regions, otherwise
+  404, as in BigQuery. Right after a 409 on `jobs.insert`, the first lookup of that job
+  answers 404 once, as BigQuery's eventually consistent job store can.
+* Every load, copy, DML statement and query with a destination counts against the
+  table's daily 1,500 table operations; past it, 403 `quotaExceeded`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from dev_services.load_checks import NdjsonChecker
+from dev_services.sql_catalog import TableRef
+from dev_services.sql_checks import check_sql
+from dev_services.strict_http import Request, Response, Upstream, error_response, json_response
+from dev_services.strict_state import MULTI_REGIONS, VIOLATIONS, StrictState
+from dev_services.strict_uploads import UploadSession, is_final_chunk, split_multipart
+from dev_services.zetasql_engine import engine
+
+_QUOTA_MESSAGE = (
+    "Quota exceeded: Your table exceeded quota for imports or query appends per table "
+    "(strict mode: {table} had {count} table operations today)"
+)
+
+
+class JobRules:
+    """Job requests, judged with the state shared by the front."""
+
+    def __init__(
+        self, state: StrictState, upstream: Upstream, front_url: Callable[[], str]
+    ) -> None:
+        """Judge with `state`; relay to `upstream`; `front_url()` is where clients reach us."""
+        self.state = state
+        self.upstream = upstream
+        self.front_url = front_url
+        self.sessions: dict[str, UploadSession] = {}
+
+    # --- lookups ---------------------------------------------------------------------------
+    def dataset_location(self, project: str, dataset: str) -> str | None:
+        """Where a dataset is (None: it does not exist)."""
+        with self.state.lock:
+            known = self.state.dataset_locations.get((project, dataset))
+        if known:
+            return known
+        resource = self.upstream.get_json(
+            f"/bigquery/v2/projects/{project}/datasets/{quote(dataset)}"
+        )
+        if resource is None:
+            return None
+        with self.state.lock:
+            return self.state.dataset_locations.setdefault(
+                (project, dataset), resource.get("location") or "US"
+            )
+
+    def table(self, ref: TableRef) -> dict[str, Any] | None:
+        """A table resource from the emulator, found only under its exact (case-sensitive) name."""
+        resource = self.upstream.get_json(
+            f"/bigquery/v2/projects/{ref.project}/datasets/{quote(ref.dataset)}/tables/{quote(ref.table)}"
+        )
+        reference = (resource or {}).get("tableReference") or {}
+        if reference.get("tableId") != ref.table or reference.get("datasetId") != ref.dataset:
+            return None
+        return resource
+
+    # --- jobs.insert and jobs.query ----------------------------------------------------------
+    def insert(self, request: Request, project: str) -> Response:
+        """`jobs.insert` (no upload): queries are analyzed, loads/copies counted."""
+        body = request.json()
+        config = body.get("configuration") or {}
+        job_id = (body.get("jobReference") or {}).get("jobId")
+        if job_id and (project, job_id) in self.state.failed_jobs:
+            return error_response(409, "duplicate", f"Already Exists: Job {project}:{job_id}")
+        if "query" in config:
+            return self._run_query(
+                request, project, config["query"], job_id=job_id, reference=body.get("jobReference")
+            )
+        destination = (config.get("load") or config.get("copy") or {}).get("destinationTable")
+        datasets = [_table_ref(destination, project)] if destination else []
+        return self._submit(
+            request,
+            project,
+            job_id=job_id,
+            reference=body.get("jobReference"),
+            datasets=datasets,
+            written=datasets,
+        )
+
+    def query(self, request: Request, project: str) -> Response:
+        """`jobs.query` (the client's fast path): analyzed like a query job."""
+        body = request.json()
+        reference = {"location": body["location"]} if body.get("location") else None
+        return self._run_query(request, project, body, job_id=None, reference=reference)
+
+    def _run_query(
+        self,
+        request: Request,
+        project: str,
+        query: dict[str, Any],
+        *,
+        job_id: str | None,
+        reference: dict[str, Any] | None,
+    ) -> Response:
+        sql = query.get("query") or ""
+        if query.get("useLegacySql"):
+            return self._submit(
+                request, project, job_id=job_id, reference=reference, datasets=[], written=[]
+            )
+        default = query.get("defaultDataset") or {}
+        with self.state.lock:
+            self.state.statements.add(sql)
+        report = check_sql(
+            engine(),
+            sql,
+            query.get("queryParameters") or [],
+            project=project,
+            default_dataset=default.get("datasetId"),
+            fetch_table=self.table,
+        )
+        problems = [("sql", e) for e in report.errors] + [
+            ("partition-filter", e) for e in report.partition_errors
+        ]
+        if problems:
+            kind, message = problems[0]
+            VIOLATIONS.record(kind, f"{message} (strict mode: ZetaSQL)", sql)
+            return error_response(400, "invalidQuery", f"{message} (strict mode: ZetaSQL)",
+                                  location="query", locationType="other")  # fmt: skip
+        written = list(report.written)
+        if query.get("destinationTable"):
+            written.append(_table_ref(query["destinationTable"], project))
+        datasets = report.tables + written
+        if default.get("datasetId"):
+            datasets.append(TableRef(default.get("projectId") or project, default["datasetId"], ""))
+        return self._submit(
+            request,
+            project,
+            job_id=job_id,
+            reference=reference,
+            datasets=datasets,
+            written=written,
+        )
+
+    def _submit(
+        self,
+        request: Request,
+        project: str,
+        *,
+        job_id: str | None,
+        reference: dict[str, Any] | None,
+        datasets: list[TableRef],
+        written: list[TableRef],
+    ) -> Response:
+        location, refusal = self._location((reference or {}).get("location"), datasets)
+        if refusal is not None:
+            return refusal
+        refusal = self._count(written, request)
+        if refusal is not None:
+            return refusal
+        response = self.upstream.send(request)
+        return self._created(response, project, job_id, location)
+
+    def _created(
+        self, response: Response, project: str, job_id: str | None, location: str
+    ) -> Response:
+        """Remember where a created job runs and say so in the response (409: see module doc)."""
+        if response.status == 409 and job_id:
+            with self.state.lock:
+                if self.state.not_found_after_conflict:
+                    self.state.conflicted_jobs.add((project, job_id))
+            return response
+        body = response.json()
+        if response.status != 200 or body is None:
+            return response
+        job_id = (body.get("jobReference") or {}).get("jobId") or job_id
+        if job_id:
+            with self.state.lock:
+                self.state.job_locations[(project, job_id)] = location
+        return response.with_json(_located(body, project, location))
+
+    def _location(
+        self, requested: str | None, tables: list[TableRef]
+    ) -> tuple[str, Response | None]:
+        """The job's location: the one requested (it must match its datasets') or theirs."""
+        found = []
+        for ref in dict.fromkeys((ref.project, ref.dataset) for ref in tables):
+            location = self.dataset_location(*ref)
+            if location is not None:
+                found.append((ref, location))
+        if requested:
+            for (project, dataset), location in found:
+                if location.lower() != requested.lower():
+                    message = (
+                        f"Not found: Dataset {project}:{dataset} was not found in location "
+                        f"{requested}"
+                    )
+                    return requested, error_response(404, "notFound", message)
+            return requested, None
+        return (found[0][1] if found else "US"), None
+
+    def _count(self, written: list[TableRef], request: Request) -> Response | None:
+        for ref in written:
+            if not self.state.count_operation(ref.full_name):
+                message = _QUOTA_MESSAGE.format(
+                    table=ref.full_name, count=self.state.operations[ref.full_name]
+                )
+                VIOLATIONS.record("quota", message, request.describe())
+                return error_response(403, "quotaExceeded", message)
+        return None
+
+    # --- uploads -------------------------------------------------------------------------------
+    def upload_start(self, request: Request, project: str) -> Response:
+        """POST of an upload: multipart (checked whole) or the start of a resumable session."""
+        kind = request.query.get("uploadType", "")
+        if kind == "multipart":
+            try:
+                metadata, data = split_multipart(request.header("content-type") or "", request.body)
+            except ValueError:
+                return self.upstream.send(request)
+            session = self._session(metadata, project)
+            session.feed(data)
+            session.finish()
+            return self._complete(request, project, session)
+        if kind != "resumable":
+            return self.upstream.send(request)
+        response = self.upstream.send(request)
+        location_header = next((k for k in response.headers if k.lower() == "location"), None)
+        if response.status != 200 or location_header is None:
+            return response
+        upstream_url = urlsplit(response.headers[location_header])
+        upload_id = dict(parse_qsl(upstream_url.query)).get("upload_id")
+        if upload_id:
+            self.sessions[upload_id] = self._session(request.json(), project)
+        response.headers[location_header] = (
+            self.front_url()
+            + upstream_url.path
+            + (f"?{upstream_url.query}" if upstream_url.query else "")
+        )
+        return response
+
+    def upload_chunk(self, request: Request, project: str) -> Response:
+        """PUT of a resumable upload's chunk; the last one completes (or fails) the job."""
+        upload_id = request.query.get("upload_id", "")
+        session = self.sessions.get(upload_id)
+        if session is None:
+            return self.upstream.send(request)
+        content_range = request.header("content-range")
+        start = _range_start(content_range)
+        data = request.body
+        if start is not None and start < session.received:
+            data = data[session.received - start :]
+        session.feed(data)
+        if not is_final_chunk(content_range):
+            return self.upstream.send(request)
+        session.finish()
+        del self.sessions[upload_id]
+        return self._complete(request, project, session)
+
+    def _session(self, metadata: dict[str, Any], project: str) -> UploadSession:
+        load = (metadata.get("configuration") or {}).get("load") or {}
+        fields = (load.get("schema") or {}).get("fields")
+        destination = load.get("destinationTable")
+        if fields is None and destination:
+            fields = ((self.table(_table_ref(destination, project)) or {}).get("schema") or {}).get(
+                "fields"
+            )
+        checker = None
+        if fields is not None and load.get("sourceFormat") == "NEWLINE_DELIMITED_JSON":
+            checker = NdjsonChecker(fields, ignore_unknown=bool(load.get("ignoreUnknownValues")))
+        return UploadSession(metadata, checker)
+
+    def _complete(self, request: Request, project: str, session: UploadSession) -> Response:
+        """The whole file is in: fail the job like BigQuery, or let the emulator create it."""
+        metadata = session.metadata
+        load = (metadata.get("configuration") or {}).get("load") or {}
+        reference = metadata.get("jobReference") or {}
+        job_id = reference.get("jobId") or uuid.uuid4().hex
+        destination = (
+            [_table_ref(load["destinationTable"], project)] if load.get("destinationTable") else []
+        )
+        location, refusal = self._location(reference.get("location"), destination)
+        if refusal is not None:
+            return refusal
+        refusal = self._count(destination, request)
+        if refusal is not None:
+            return refusal
+        checker = session.checker
+        if checker is not None and checker.errors:
+            return self._failed_load(
+                request,
+                project,
+                job_id=job_id,
+                location=location,
+                metadata=metadata,
+                checker=checker,
+            )
+        return self._created(self.upstream.send(request), project, job_id, location)
+
+    def _failed_load(
+        self,
+        request: Request,
+        project: str,
+        *,
+        job_id: str,
+        location: str,
+        metadata: dict[str, Any],
+        checker: NdjsonChecker,
+    ) -> Response:
+        summary = (
+            "Error while reading data, error message: JSON table encountered too many errors, "
+            f"giving up. Rows: {checker.rows}; errors: {checker.errors}. Please look into the "
+            "errors[] collection for more details."
+        )
+        errors = [{"reason": "invalid", "message": summary}] + [
+            {"reason": "invalid", "message": f"Error while reading data, error message: {m}"}
+            for m in checker.messages
+        ]
+        now = str(int(time.time() * 1000))
+        job = {
+            "kind": "bigquery#job",
+            "id": f"{project}:{location}.{job_id}",
+            "jobReference": {"projectId": project, "jobId": job_id, "location": location},
+            "configuration": {**(metadata.get("configuration") or {}), "jobType": "LOAD"},
+            "status": {"state": "DONE", "errorResult": errors[0], "errors": errors},
+            "statistics": {"creationTime": now, "startTime": now, "endTime": now},
+        }
+        with self.state.lock:
+            self.state.failed_jobs[(project, job_id)] = job
+            self.state.job_locations[(project, job_id)] = location
+        destination = (metadata.get("configuration") or {}).get("load", {}).get("destinationTable")
+        table = _table_ref(destination, project).full_name if destination else "?"
+        VIOLATIONS.record(
+            "load",
+            f"load job {job_id} into {table}: " + "; ".join(checker.messages),
+            request.describe()[:300],
+        )
+        return json_response(200, job)
+
+    # --- jobs.get, getQueryResults, cancel -------------------------------------------------------
+    def lookup(self, request: Request, project: str, job_id: str) -> Response:
+        """A lookup of a job: found only with its location (outside US/EU), as in BigQuery."""
+        key = (project, job_id)
+        with self.state.lock:
+            location = self.state.job_locations.get(key)
+            conflicted = key in self.state.conflicted_jobs
+            self.state.conflicted_jobs.discard(key)
+            failed = self.state.failed_jobs.get(key)
+        given = request.query.get("location")
+        if location is not None and not _found_at(location, given):
+            return error_response(404, "notFound", f"Not found: Job {project}:{job_id}")
+        if conflicted:
+            return error_response(404, "notFound", f"Not found: Job {project}:{job_id}")
+        if failed is not None:
+            if "/queries/" in request.path:
+                return error_response(400, "invalid", failed["status"]["errorResult"]["message"])
+            return json_response(200, failed)
+        response = self.upstream.send(request, target=request.without_query("location"))
+        body = response.json()
+        if response.status == 200 and body is not None and location is not None:
+            return response.with_json(_located(body, project, location))
+        return response
+
+
+def _found_at(location: str, given: str | None) -> bool:
+    if given is None:
+        return location.lower() in MULTI_REGIONS
+    return given.lower() == location.lower()
+
+
+def _located(body: dict[str, Any], project: str, location: str) -> dict[str, Any]:
+    reference = body.get("jobReference")
+    if isinstance(reference, dict):
+        reference["location"] = location
+        if "id" in body and reference.get("jobId"):
+            body["id"] = f"{project}:{location}.{reference['jobId']}"
+    return body
+
+
+def _table_ref(table: dict[str, Any], project: str) -> TableRef:
+    return TableRef(
+        table.get("projectId") or project, table.get("datasetId", ""), table.get("tableId", "")
+    )
+
+
+def _range_start(content_range: str | None) -> int | None:
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first = content_range[6:].split("-", 1)[0]
+    return int(first) if first.isdigit() else None
