@@ -180,7 +180,7 @@ def partitioned(bq_client, bq_dataset) -> str:
 
 
 def test_a_query_without_a_partition_filter_is_refused(bq_client, partitioned, strict_bigquery):
-    with pytest.raises(exceptions.BadRequest, match="without a filter over column.*'ts'"):
+    with pytest.raises(exceptions.BadRequest, match=r"without a filter over column.*'ts'"):
         bq_client.query(f"SELECT id FROM `{partitioned}` WHERE id = 1").result()
     with pytest.raises(exceptions.BadRequest, match="partition elimination"):
         bq_client.query(f"SELECT id FROM `{partitioned}` WHERE ts = ts").result()

@@ -216,9 +216,13 @@ def _decimal(integer_digits: int, scale: int, maximum: Decimal | None):
             return "not a number"
         if not number.is_finite():
             return "not a finite number"
-        _sign, digits, exponent = number.normalize().as_tuple()
-        fraction = max(0, -int(exponent))
-        whole = max(0, len(digits) + int(exponent))
+        _sign, digits, exponent = number.as_tuple()
+        kept, power = list(digits), int(exponent)
+        while power < 0 and len(kept) > 1 and kept[-1] == 0:  # trailing fractional zeros
+            kept.pop()
+            power += 1
+        fraction = max(0, -power)
+        whole = max(0, len(kept) + power)
         if fraction > scale:
             return f"more than {scale} fractional digits"
         if whole > integer_digits or (maximum is not None and abs(number) > maximum):

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 from dev_services.bigquery_emulator import emulator_client
-from dev_services.strict_bigquery import create_dataset
 from dev_services.process import Service
+from dev_services.strict_bigquery import create_dataset
 from google.cloud import bigquery
 
 CATALOG = Path(__file__).parent / "bad_input"
