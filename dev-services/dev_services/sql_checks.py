@@ -77,6 +77,40 @@ def check_sql(
         simple_catalog=build_catalog(found, zetasql.language),
         options=_analyzer_options(zetasql.language, parameters),
     )
+    for kind, node in _analyze_script(zetasql, request, sql, report):
+        report.written += _written_tables(kind, node, project)
+        report.partition_errors += _partition_errors(node, resources)
+    return report
+
+
+def check_statements(
+    zetasql: ZetaSQL,
+    tables: Sequence[tuple[tuple[str, ...], TableRef, Mapping[str, Any]]],
+    statements: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+) -> list[str | None]:
+    """ZetaSQL's first error for each (sql, parameters), or None; one catalog for them all.
+
+    For checking many generated statements quickly (the schema matrix): the catalog with
+    its builtin functions is registered once instead of sent with every statement.
+    """
+    results: list[str | None] = []
+    with zetasql.registered(build_catalog(tables, zetasql.language)) as catalog_id:
+        for sql, parameters in statements:
+            request = local_service_pb2.AnalyzeRequest(
+                registered_catalog_id=catalog_id,
+                options=_analyzer_options(zetasql.language, parameters),
+            )
+            report = SqlReport()
+            for _ in _analyze_script(zetasql, request, sql, report):
+                pass
+            results.append(report.errors[0] if report.errors else None)
+    return results
+
+
+def _analyze_script(
+    zetasql: ZetaSQL, request: local_service_pb2.AnalyzeRequest, sql: str, report: SqlReport
+) -> Iterator[tuple[str, message.Message]]:
+    """Analyze each statement of `sql` in turn; yield (kind, resolved node); stop at an error."""
     script = sql.encode()
     position = 0
     while script[position:].strip(b" \t\r\n;"):
@@ -88,18 +122,15 @@ def check_sql(
             response = zetasql.analyze(request)
         except ServerError as exc:
             report.errors.append(exc.message)
-            return report
+            return
         report.statements += 1
         statement = response.resolved_statement
         kind = statement.WhichOneof("node")
-        node = getattr(statement, kind) if kind else None
-        if node is not None:
-            report.written += _written_tables(kind or "", node, project)
-            report.partition_errors += _partition_errors(node, resources)
+        if kind:
+            yield kind, getattr(statement, kind)
         if response.resume_byte_position <= position:
-            break
+            return
         position = response.resume_byte_position
-    return report
 
 
 def _analyzer_options(

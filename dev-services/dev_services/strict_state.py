@@ -8,6 +8,7 @@ that caused them whichever front saw them. A test that expects a violation claim
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections import Counter
@@ -106,12 +107,17 @@ class ViolationLog:
 VIOLATIONS = ViolationLog()
 
 
+def default_principal() -> Principal:
+    """Least privilege, unless `STRICT_BIGQUERY_PRINCIPAL=admin` (to look past that rule)."""
+    return ADMIN if os.environ.get("STRICT_BIGQUERY_PRINCIPAL") == "admin" else LEAST_PRIVILEGE
+
+
 @dataclass
 class StrictState:
     """The front's memory, kept across restarts of the emulator behind it."""
 
     project: str
-    principal: Principal = LEAST_PRIVILEGE
+    principal: Principal = field(default_factory=default_principal)
     daily_table_operations: int = DAILY_TABLE_OPERATIONS
     not_found_after_conflict: bool = True
     dataset_locations: dict[tuple[str, str], str] = field(default_factory=dict)

@@ -12,22 +12,24 @@ is several times faster than the package's dataclass layer.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
 import wasmtime
-from google.protobuf import message
+from google.protobuf import empty_pb2, message
 from zetasql.core.exceptions import ServerError
 from zetasql.core.wasm_client import get_tzinfo_dir
 from zetasql.wasi import get_wasm_path
 from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2
-from zetasql.wasi._pb2.zetasql.proto import options_pb2
+from zetasql.wasi._pb2.zetasql.proto import options_pb2, simple_catalog_pb2
 from zetasql.wasi._pb2.zetasql.public import options_pb2 as public_options_pb2
 from zetasql.wasi._pb2.zetasql.resolved_ast import resolved_node_kind_pb2
 
@@ -95,6 +97,17 @@ class ZetaSQL:
     ) -> local_service_pb2.AnalyzeResponse:
         """Analyze one statement (or the next one of a script, with `parse_resume_location`)."""
         return self.call("Analyze", request, local_service_pb2.AnalyzeResponse)
+
+    @contextlib.contextmanager
+    def registered(self, catalog: simple_catalog_pb2.SimpleCatalogProto) -> Iterator[int]:
+        """Register `catalog` once for many analyses (its builtin functions are built once)."""
+        request = local_service_pb2.RegisterCatalogRequest(simple_catalog=catalog)
+        response = self.call("RegisterCatalog", request, local_service_pb2.RegisterResponse)
+        try:
+            yield response.registered_id
+        finally:
+            unregister = local_service_pb2.UnregisterRequest(registered_id=response.registered_id)
+            self.call("UnregisterCatalog", unregister, empty_pb2.Empty)
 
     def table_names(self, script: str) -> list[tuple[str, ...]]:
         """The table paths a statement or script names, as written (parse only, no catalog).
