@@ -14,7 +14,7 @@ import uuid
 import pytest
 from dev_services.bigquery_emulator import emulator_client
 from dev_services.strict_bigquery import create_dataset
-from dev_services.strict_state import LEAST_PRIVILEGE
+from dev_services.strict_state import Principal
 from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -109,7 +109,7 @@ def test_the_harness_admin_creates_datasets(bigquery_emulator, bq_client, strict
 
 def test_a_test_can_give_the_target_more_rights(anonymous, strict_bigquery, bq_client):
     name = f"owner_{uuid.uuid4().hex[:8]}"
-    with strict_bigquery.principal(LEAST_PRIVILEGE.__class__("owner", frozenset({"*"}))):
+    with strict_bigquery.principal(Principal("dataset owner", frozenset({"*"}))):
         anonymous.create_dataset(name)
     bq_client.delete_dataset(name)
     assert strict_bigquery.violations() == []

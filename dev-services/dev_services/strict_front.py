@@ -32,6 +32,7 @@ from dev_services.bigquery_emulator import DEFAULT_PROJECT
 from dev_services.strict_http import Request, Response, Upstream, error_response
 from dev_services.strict_jobs import JobRules
 from dev_services.strict_state import ADMIN, ADMIN_TOKEN, STATES, VIOLATIONS, StrictState
+from dev_services.strict_uploads import UploadRules
 from dev_services.zetasql_engine import warm_up
 
 _P = r"/bigquery/v2/projects/([^/]+)"
@@ -52,6 +53,7 @@ class StrictFront:
             STATES.append(state)
         self.state = state
         self.jobs = JobRules(self.state, self.upstream, lambda: self.url)
+        self.uploads = UploadRules(self.jobs)
         self._server: ThreadingHTTPServer | None = None
         self.routes: list[Route] = [
             ("POST", re.compile(rf"{_P}/datasets"), self.datasets_insert),
@@ -62,8 +64,8 @@ class StrictFront:
             ("POST", re.compile(rf"{_P}/queries"), self.jobs.query),
             ("GET", re.compile(rf"{_P}/(?:jobs|queries)/([^/]+)"), self.jobs.lookup),
             ("POST", re.compile(rf"{_P}/jobs/([^/]+)/cancel"), self.jobs.lookup),
-            ("POST", re.compile(rf"/upload{_P}/jobs"), self.jobs.upload_start),
-            ("PUT", re.compile(rf"/upload{_P}/jobs"), self.jobs.upload_chunk),
+            ("POST", re.compile(rf"/upload{_P}/jobs"), self.uploads.upload_start),
+            ("PUT", re.compile(rf"/upload{_P}/jobs"), self.uploads.upload_chunk),
         ]
 
     @property

@@ -18,18 +18,14 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
-from dev_services.load_checks import NdjsonChecker
 from dev_services.sql_catalog import TableRef
 from dev_services.sql_checks import check_sql
 from dev_services.strict_http import Request, Response, Upstream, error_response, json_response
 from dev_services.strict_state import MULTI_REGIONS, VIOLATIONS, StrictState
-from dev_services.strict_uploads import UploadSession, is_final_chunk, split_multipart
 from dev_services.zetasql_engine import engine
 
 _QUOTA_MESSAGE = (
@@ -48,7 +44,6 @@ class JobRules:
         self.state = state
         self.upstream = upstream
         self.front_url = front_url
-        self.sessions: dict[str, UploadSession] = {}
 
     # --- lookups ---------------------------------------------------------------------------
     def dataset_location(self, project: str, dataset: str) -> str | None:
@@ -90,7 +85,7 @@ class JobRules:
                 request, project, config["query"], job_id=job_id, reference=body.get("jobReference")
             )
         destination = (config.get("load") or config.get("copy") or {}).get("destinationTable")
-        datasets = [_table_ref(destination, project)] if destination else []
+        datasets = [table_ref(destination, project)] if destination else []
         return self._submit(
             request,
             project,
@@ -141,7 +136,7 @@ class JobRules:
                                   location="query", locationType="other")  # fmt: skip
         written = list(report.written)
         if query.get("destinationTable"):
-            written.append(_table_ref(query["destinationTable"], project))
+            written.append(table_ref(query["destinationTable"], project))
         datasets = report.tables + written
         if default.get("datasetId"):
             datasets.append(TableRef(default.get("projectId") or project, default["datasetId"], ""))
@@ -164,16 +159,16 @@ class JobRules:
         datasets: list[TableRef],
         written: list[TableRef],
     ) -> Response:
-        location, refusal = self._location((reference or {}).get("location"), datasets)
+        location, refusal = self.location((reference or {}).get("location"), datasets)
         if refusal is not None:
             return refusal
-        refusal = self._count(written, request)
+        refusal = self.count(written, request)
         if refusal is not None:
             return refusal
         response = self.upstream.send(request)
-        return self._created(response, project, job_id, location)
+        return self.created(response, project, job_id, location)
 
-    def _created(
+    def created(
         self, response: Response, project: str, job_id: str | None, location: str
     ) -> Response:
         """Remember where a created job runs and say so in the response (409: see module doc)."""
@@ -191,7 +186,7 @@ class JobRules:
                 self.state.job_locations[(project, job_id)] = location
         return response.with_json(_located(body, project, location))
 
-    def _location(
+    def location(
         self, requested: str | None, tables: list[TableRef]
     ) -> tuple[str, Response | None]:
         """The job's location: the one requested (it must match its datasets') or theirs."""
@@ -211,7 +206,8 @@ class JobRules:
             return requested, None
         return (found[0][1] if found else "US"), None
 
-    def _count(self, written: list[TableRef], request: Request) -> Response | None:
+    def count(self, written: list[TableRef], request: Request) -> Response | None:
+        """Count one operation per written table; the quota error once one is used up."""
         for ref in written:
             if not self.state.count_operation(ref.full_name):
                 message = _QUOTA_MESSAGE.format(
@@ -220,134 +216,6 @@ class JobRules:
                 VIOLATIONS.record("quota", message, request.describe())
                 return error_response(403, "quotaExceeded", message)
         return None
-
-    # --- uploads -------------------------------------------------------------------------------
-    def upload_start(self, request: Request, project: str) -> Response:
-        """POST of an upload: multipart (checked whole) or the start of a resumable session."""
-        kind = request.query.get("uploadType", "")
-        if kind == "multipart":
-            try:
-                metadata, data = split_multipart(request.header("content-type") or "", request.body)
-            except ValueError:
-                return self.upstream.send(request)
-            session = self._session(metadata, project)
-            session.feed(data)
-            session.finish()
-            return self._complete(request, project, session)
-        if kind != "resumable":
-            return self.upstream.send(request)
-        response = self.upstream.send(request)
-        location_header = next((k for k in response.headers if k.lower() == "location"), None)
-        if response.status != 200 or location_header is None:
-            return response
-        upstream_url = urlsplit(response.headers[location_header])
-        upload_id = dict(parse_qsl(upstream_url.query)).get("upload_id")
-        if upload_id:
-            self.sessions[upload_id] = self._session(request.json(), project)
-        response.headers[location_header] = (
-            self.front_url()
-            + upstream_url.path
-            + (f"?{upstream_url.query}" if upstream_url.query else "")
-        )
-        return response
-
-    def upload_chunk(self, request: Request, project: str) -> Response:
-        """PUT of a resumable upload's chunk; the last one completes (or fails) the job."""
-        upload_id = request.query.get("upload_id", "")
-        session = self.sessions.get(upload_id)
-        if session is None:
-            return self.upstream.send(request)
-        content_range = request.header("content-range")
-        start = _range_start(content_range)
-        data = request.body
-        if start is not None and start < session.received:
-            data = data[session.received - start :]
-        session.feed(data)
-        if not is_final_chunk(content_range):
-            return self.upstream.send(request)
-        session.finish()
-        del self.sessions[upload_id]
-        return self._complete(request, project, session)
-
-    def _session(self, metadata: dict[str, Any], project: str) -> UploadSession:
-        load = (metadata.get("configuration") or {}).get("load") or {}
-        fields = (load.get("schema") or {}).get("fields")
-        destination = load.get("destinationTable")
-        if fields is None and destination:
-            fields = ((self.table(_table_ref(destination, project)) or {}).get("schema") or {}).get(
-                "fields"
-            )
-        checker = None
-        if fields is not None and load.get("sourceFormat") == "NEWLINE_DELIMITED_JSON":
-            checker = NdjsonChecker(fields, ignore_unknown=bool(load.get("ignoreUnknownValues")))
-        return UploadSession(metadata, checker)
-
-    def _complete(self, request: Request, project: str, session: UploadSession) -> Response:
-        """The whole file is in: fail the job like BigQuery, or let the emulator create it."""
-        metadata = session.metadata
-        load = (metadata.get("configuration") or {}).get("load") or {}
-        reference = metadata.get("jobReference") or {}
-        job_id = reference.get("jobId") or uuid.uuid4().hex
-        destination = (
-            [_table_ref(load["destinationTable"], project)] if load.get("destinationTable") else []
-        )
-        location, refusal = self._location(reference.get("location"), destination)
-        if refusal is not None:
-            return refusal
-        refusal = self._count(destination, request)
-        if refusal is not None:
-            return refusal
-        checker = session.checker
-        if checker is not None and checker.errors:
-            return self._failed_load(
-                request,
-                project,
-                job_id=job_id,
-                location=location,
-                metadata=metadata,
-                checker=checker,
-            )
-        return self._created(self.upstream.send(request), project, job_id, location)
-
-    def _failed_load(
-        self,
-        request: Request,
-        project: str,
-        *,
-        job_id: str,
-        location: str,
-        metadata: dict[str, Any],
-        checker: NdjsonChecker,
-    ) -> Response:
-        summary = (
-            "Error while reading data, error message: JSON table encountered too many errors, "
-            f"giving up. Rows: {checker.rows}; errors: {checker.errors}. Please look into the "
-            "errors[] collection for more details."
-        )
-        errors = [{"reason": "invalid", "message": summary}] + [
-            {"reason": "invalid", "message": f"Error while reading data, error message: {m}"}
-            for m in checker.messages
-        ]
-        now = str(int(time.time() * 1000))
-        job = {
-            "kind": "bigquery#job",
-            "id": f"{project}:{location}.{job_id}",
-            "jobReference": {"projectId": project, "jobId": job_id, "location": location},
-            "configuration": {**(metadata.get("configuration") or {}), "jobType": "LOAD"},
-            "status": {"state": "DONE", "errorResult": errors[0], "errors": errors},
-            "statistics": {"creationTime": now, "startTime": now, "endTime": now},
-        }
-        with self.state.lock:
-            self.state.failed_jobs[(project, job_id)] = job
-            self.state.job_locations[(project, job_id)] = location
-        destination = (metadata.get("configuration") or {}).get("load", {}).get("destinationTable")
-        table = _table_ref(destination, project).full_name if destination else "?"
-        VIOLATIONS.record(
-            "load",
-            f"load job {job_id} into {table}: " + "; ".join(checker.messages),
-            request.describe()[:300],
-        )
-        return json_response(200, job)
 
     # --- jobs.get, getQueryResults, cancel -------------------------------------------------------
     def lookup(self, request: Request, project: str, job_id: str) -> Response:
@@ -389,14 +257,8 @@ def _located(body: dict[str, Any], project: str, location: str) -> dict[str, Any
     return body
 
 
-def _table_ref(table: dict[str, Any], project: str) -> TableRef:
+def table_ref(table: dict[str, Any], project: str) -> TableRef:
+    """The `TableRef` of a REST `tableReference` (its project defaulting to `project`)."""
     return TableRef(
         table.get("projectId") or project, table.get("datasetId", ""), table.get("tableId", "")
     )
-
-
-def _range_start(content_range: str | None) -> int | None:
-    if not content_range or not content_range.startswith("bytes "):
-        return None
-    first = content_range[6:].split("-", 1)[0]
-    return int(first) if first.isdigit() else None

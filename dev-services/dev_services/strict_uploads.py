@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from dev_services.load_checks import NdjsonChecker
+from dev_services.strict_http import Request, Response, json_response
+from dev_services.strict_jobs import JobRules, table_ref
+from dev_services.strict_state import VIOLATIONS
 
 _RANGE_RE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
@@ -82,3 +88,147 @@ def split_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], byt
     if len(parts) != 2:
         raise ValueError(f"multipart upload with {len(parts)} parts, expected 2")
     return json.loads(parts[0]), parts[1]
+
+
+class UploadRules:
+    """Load-job uploads: check the data as it passes; fail the job as BigQuery would."""
+
+    def __init__(self, jobs: JobRules) -> None:
+        """Share the job rules' state, emulator and locations."""
+        self.jobs = jobs
+        self.sessions: dict[str, UploadSession] = {}
+
+    # --- uploads -------------------------------------------------------------------------------
+    def upload_start(self, request: Request, project: str) -> Response:
+        """POST of an upload: multipart (checked whole) or the start of a resumable session."""
+        kind = request.query.get("uploadType", "")
+        if kind == "multipart":
+            try:
+                metadata, data = split_multipart(request.header("content-type") or "", request.body)
+            except ValueError:
+                return self.jobs.upstream.send(request)
+            session = self._session(metadata, project)
+            session.feed(data)
+            session.finish()
+            return self._complete(request, project, session)
+        if kind != "resumable":
+            return self.jobs.upstream.send(request)
+        response = self.jobs.upstream.send(request)
+        location_header = next((k for k in response.headers if k.lower() == "location"), None)
+        if response.status != 200 or location_header is None:
+            return response
+        upstream_url = urlsplit(response.headers[location_header])
+        upload_id = dict(parse_qsl(upstream_url.query)).get("upload_id")
+        if upload_id:
+            self.sessions[upload_id] = self._session(request.json(), project)
+        response.headers[location_header] = (
+            self.jobs.front_url()
+            + upstream_url.path
+            + (f"?{upstream_url.query}" if upstream_url.query else "")
+        )
+        return response
+
+    def upload_chunk(self, request: Request, project: str) -> Response:
+        """PUT of a resumable upload's chunk; the last one completes (or fails) the job."""
+        upload_id = request.query.get("upload_id", "")
+        session = self.sessions.get(upload_id)
+        if session is None:
+            return self.jobs.upstream.send(request)
+        content_range = request.header("content-range")
+        start = _range_start(content_range)
+        data = request.body
+        if start is not None and start < session.received:
+            data = data[session.received - start :]
+        session.feed(data)
+        if not is_final_chunk(content_range):
+            return self.jobs.upstream.send(request)
+        session.finish()
+        del self.sessions[upload_id]
+        return self._complete(request, project, session)
+
+    def _session(self, metadata: dict[str, Any], project: str) -> UploadSession:
+        load = (metadata.get("configuration") or {}).get("load") or {}
+        fields = (load.get("schema") or {}).get("fields")
+        destination = load.get("destinationTable")
+        if fields is None and destination:
+            fields = (
+                (self.jobs.table(table_ref(destination, project)) or {}).get("schema") or {}
+            ).get("fields")
+        checker = None
+        if fields is not None and load.get("sourceFormat") == "NEWLINE_DELIMITED_JSON":
+            checker = NdjsonChecker(fields, ignore_unknown=bool(load.get("ignoreUnknownValues")))
+        return UploadSession(metadata, checker)
+
+    def _complete(self, request: Request, project: str, session: UploadSession) -> Response:
+        """The whole file is in: fail the job like BigQuery, or let the emulator create it."""
+        metadata = session.metadata
+        load = (metadata.get("configuration") or {}).get("load") or {}
+        reference = metadata.get("jobReference") or {}
+        job_id = reference.get("jobId") or uuid.uuid4().hex
+        destination = (
+            [table_ref(load["destinationTable"], project)] if load.get("destinationTable") else []
+        )
+        location, refusal = self.jobs.location(reference.get("location"), destination)
+        if refusal is not None:
+            return refusal
+        refusal = self.jobs.count(destination, request)
+        if refusal is not None:
+            return refusal
+        checker = session.checker
+        if checker is not None and checker.errors:
+            return self._failed_load(
+                request,
+                project,
+                job_id=job_id,
+                location=location,
+                metadata=metadata,
+                checker=checker,
+            )
+        return self.jobs.created(self.jobs.upstream.send(request), project, job_id, location)
+
+    def _failed_load(
+        self,
+        request: Request,
+        project: str,
+        *,
+        job_id: str,
+        location: str,
+        metadata: dict[str, Any],
+        checker: NdjsonChecker,
+    ) -> Response:
+        summary = (
+            "Error while reading data, error message: JSON table encountered too many errors, "
+            f"giving up. Rows: {checker.rows}; errors: {checker.errors}. Please look into the "
+            "errors[] collection for more details."
+        )
+        errors = [{"reason": "invalid", "message": summary}] + [
+            {"reason": "invalid", "message": f"Error while reading data, error message: {m}"}
+            for m in checker.messages
+        ]
+        now = str(int(time.time() * 1000))
+        job = {
+            "kind": "bigquery#job",
+            "id": f"{project}:{location}.{job_id}",
+            "jobReference": {"projectId": project, "jobId": job_id, "location": location},
+            "configuration": {**(metadata.get("configuration") or {}), "jobType": "LOAD"},
+            "status": {"state": "DONE", "errorResult": errors[0], "errors": errors},
+            "statistics": {"creationTime": now, "startTime": now, "endTime": now},
+        }
+        with self.jobs.state.lock:
+            self.jobs.state.failed_jobs[(project, job_id)] = job
+            self.jobs.state.job_locations[(project, job_id)] = location
+        destination = (metadata.get("configuration") or {}).get("load", {}).get("destinationTable")
+        table = table_ref(destination, project).full_name if destination else "?"
+        VIOLATIONS.record(
+            "load",
+            f"load job {job_id} into {table}: " + "; ".join(checker.messages),
+            request.describe()[:300],
+        )
+        return json_response(200, job)
+
+
+def _range_start(content_range: str | None) -> int | None:
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first = content_range[6:].split("-", 1)[0]
+    return int(first) if first.isdigit() else None

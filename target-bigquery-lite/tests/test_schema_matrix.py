@@ -20,6 +20,7 @@ import pytest
 from dev_services.sql_catalog import TableRef
 from dev_services.sql_checks import check_statements
 from dev_services.zetasql_engine import engine
+
 from target_bigquery_lite.config import parse_settings
 from target_bigquery_lite.errors import InputError
 from target_bigquery_lite.identifiers import quote_table
@@ -176,9 +177,7 @@ def test_every_combination_is_refused_up_front_or_accepted_by_zetasql():
     problems, refused, analyzed = run_matrix()
     assert analyzed > len(combinations()) - refused
     summary = f"{len(problems)} problems in {len(combinations())} combinations ({refused} refused)"
-    assert not problems, (
-        summary + ":\n" + "\n".join(sorted(set(p.split("\n")[0] for p in problems)))
-    )
+    assert not problems, summary + ":\n" + "\n".join(sorted({p.split("\n")[0] for p in problems}))
 
 
 @pytest.mark.parametrize(("first", "second"), CASE_PAIRS)
