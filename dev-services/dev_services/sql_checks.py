@@ -44,6 +44,7 @@ class SqlReport:
     statements: int = 0
     errors: list[str] = field(default_factory=list)
     partition_errors: list[str] = field(default_factory=list)
+    struct_order: list[str] = field(default_factory=list)
     written: list[TableRef] = field(default_factory=list)
     tables: list[TableRef] = field(default_factory=list)
 
@@ -80,6 +81,7 @@ def check_sql(
     for kind, node in _analyze_script(zetasql, request, sql, report):
         report.written += _written_tables(kind, node, project)
         report.partition_errors += _partition_errors(node, resources)
+        report.struct_order += _struct_order_problems(node)
     return report
 
 
@@ -136,7 +138,11 @@ def _analyze_script(
 def _analyzer_options(
     language: options_pb2.LanguageOptionsProto, parameters: Sequence[Mapping[str, Any]]
 ) -> options_pb2.AnalyzerOptionsProto:
-    options = options_pb2.AnalyzerOptionsProto(language_options=language, default_timezone="UTC")
+    options = options_pb2.AnalyzerOptionsProto(
+        language_options=language,
+        default_timezone="UTC",
+        error_message_mode=public_options_pb2.ERROR_MESSAGE_ONE_LINE,  # with "[at line:column]"
+    )
     positional = [p for p in parameters if not p.get("name")]
     if positional:
         options.parameter_mode = public_options_pb2.PARAMETER_POSITIONAL
@@ -181,6 +187,48 @@ def _partition_errors(
             if not ids & filtered
         }
     )
+
+
+def _struct_order_problems(node: message.Message) -> list[str]:
+    """STRUCTs coerced to a type whose same-named fields come in another order.
+
+    BigQuery converts (assigns, inserts) STRUCTs by position, not by field name, so such a
+    value lands in the wrong fields, silently; the emulator matches names. Not an error
+    in BigQuery, but always a bug: the front reports it and lets the statement run.
+    """
+    problems = []
+    for cast in _walk(node, "ResolvedCastProto"):
+        kind = cast.expr.WhichOneof("node")
+        if not kind:
+            continue
+        source = getattr(cast.expr, kind)
+        while source.DESCRIPTOR.name != "ResolvedExprProto" and source.HasField("parent"):
+            source = source.parent
+        if source.DESCRIPTOR.name == "ResolvedExprProto":
+            found = _reordered(source.type, cast.parent.type, "")
+            if found:
+                problems.append(found)
+    return problems
+
+
+def _reordered(source: Any, target: Any, path: str) -> str | None:
+    if source.HasField("array_type") and target.HasField("array_type"):
+        return _reordered(source.array_type.element_type, target.array_type.element_type, path)
+    if not (source.HasField("struct_type") and target.HasField("struct_type")):
+        return None
+    names = [f.field_name.lower() for f in source.struct_type.field]
+    wanted = [f.field_name.lower() for f in target.struct_type.field]
+    if names != wanted and sorted(names) == sorted(wanted):
+        return (
+            f"STRUCT{path and ' ' + path} with fields ({', '.join(names)}) is converted by "
+            f"position into ({', '.join(wanted)}): BigQuery would put values in the wrong fields"
+        )
+    pairs = zip(source.struct_type.field, target.struct_type.field, strict=False)
+    for mine, theirs in pairs:
+        found = _reordered(mine.field_type, theirs.field_type, f"{path}.{mine.field_name}")
+        if found:
+            return found
+    return None
 
 
 def _required_filter_column(resource: Mapping[str, Any] | None) -> str | None:

@@ -3,7 +3,9 @@
 * Queries (`jobs.insert`, `jobs.query`): analyzed by ZetaSQL against the tables as they
   are (`sql_checks`); a rejected statement gets BigQuery's 400 `invalidQuery` with
   ZetaSQL's message, and so does a query over a `requirePartitionFilter` table without a
-  pruning filter. Nothing rejected reaches the emulator.
+  pruning filter. Nothing rejected reaches the emulator. A STRUCT converted by position
+  into a STRUCT with the same field names in another order (BigQuery puts its values in
+  the wrong fields; the emulator matches names) is recorded, and the statement runs.
 * Load jobs from uploads: the data is checked as it passes (`load_checks`); a violation
   makes the job fail as BigQuery's would (DONE, `errorResult` with BigQuery's summary,
   the strict reasons in `errors[]`) and the data never reaches the emulator. Loads from
@@ -134,6 +136,8 @@ class JobRules:
             VIOLATIONS.record(kind, f"{message} (strict mode: ZetaSQL)", sql)
             return error_response(400, "invalidQuery", f"{message} (strict mode: ZetaSQL)",
                                   location="query", locationType="other")  # fmt: skip
+        for problem in report.struct_order:
+            VIOLATIONS.record("struct-order", f"{problem} (strict mode: ZetaSQL)", sql)
         written = list(report.written)
         if query.get("destinationTable"):
             written.append(table_ref(query["destinationTable"], project))

@@ -4,6 +4,10 @@ Each test runs the real target against the strict BigQuery and fails until the f
 fixed; names start with the bullet they belong to (`b1_` is the first bullet of item 3,
 ...). The strict front fails a test at teardown for every request BigQuery would refuse,
 so "the run succeeds" here also means "BigQuery would have accepted every request".
+
+Only the `b1_` tests run the target with the README's least privilege; the others give it
+BigQuery Data Editor on the project (`bigquery.datasets.create` too), so that b1's fault
+(every run creates the dataset) does not hide theirs.
 """
 
 from __future__ import annotations
@@ -14,12 +18,26 @@ import time
 import pytest
 from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.strict_bigquery import create_dataset
-from dev_services.strict_state import ADMIN
+from dev_services.strict_state import ADMIN, LEAST_PRIVILEGE, Principal
 from google.cloud import bigquery
 
 from tests.conftest import TARGET, run_target, singer_lines, target_env
 
 PROJECT = "flows-local"
+PROJECT_DATA_EDITOR = Principal(
+    "BigQuery Data Editor on the project + Job User",
+    LEAST_PRIVILEGE.permissions | {"bigquery.datasets.create"},
+)
+
+
+@pytest.fixture(autouse=True)
+def _dataset_rights(request, strict_bigquery):
+    """Least privilege for b1's tests; the project-level Data Editor for the others."""
+    if request.node.name.startswith("test_b1_"):
+        yield
+        return
+    with strict_bigquery.principal(PROJECT_DATA_EDITOR):
+        yield
 
 
 def schema(stream: str, properties: dict, keys: list[str] | None = None) -> dict:
@@ -123,9 +141,12 @@ def test_b3_null_array_elements_never_fail_the_load(target_config, rows):
 
 # --- b4: the 409 path ---
 def lost_first_load(bigquery_emulator) -> BigQueryProxy:
-    """A proxy that forwards the first upload start but tells the target it failed (503)."""
+    """A proxy that forwards the first upload's last chunk (the job is created) but answers 503.
+
+    The target's retry sends the same job id, and BigQuery answers 409: the job exists.
+    """
     rule = Rule(
-        "POST",
+        "PUT",
         r"/upload/bigquery/v2/projects/.*/jobs",
         action="lose",
         status=503,
@@ -140,6 +161,7 @@ def test_b4a_the_409_path_looks_the_job_up_in_its_location(bigquery_emulator, ta
     try:
         with lost_first_load(bigquery_emulator) as proxy:
             result = run_target(target_config(api_endpoint=proxy.url, max_retries=3), EVENTS)
+            assert any(call.status == 409 for call in proxy.requests), "no 409 was provoked"
     finally:
         bigquery_emulator.state.not_found_after_conflict = True
     assert result.returncode == 0, result.stderr[-2000:]
@@ -156,6 +178,7 @@ def test_b4b_a_404_right_after_a_409_is_retried(
             result = run_target(
                 target_config(api_endpoint=proxy.url, dataset=us, max_retries=3), EVENTS
             )
+            assert any(call.status == 409 for call in proxy.requests), "no 409 was provoked"
         assert result.returncode == 0, result.stderr[-2000:]
         assert bq_client.get_table(f"{PROJECT}.{us}.events").num_rows == 1
     finally:
@@ -217,7 +240,7 @@ def test_b5b_a_concurrent_schema_update_is_retried_not_fatal(
 
 # --- b6: request timeouts ---
 def test_b6_a_stalled_job_poll_does_not_hang_the_target(bigquery_emulator, target_config, rows):
-    stall = Rule("GET", r"/bigquery/v2/projects/.*/jobs/bqlite_", action="hold")
+    stall = Rule("GET", r"/bigquery/v2/projects/.*/(jobs|queries)/bqlite_", action="hold")
     with BigQueryProxy(bigquery_emulator.url, [stall]) as proxy:
         config = target_config(api_endpoint=proxy.url, max_retries=3)
         run = start_target(config)
@@ -226,6 +249,7 @@ def test_b6_a_stalled_job_poll_does_not_hang_the_target(bigquery_emulator, targe
         finally:
             run.kill()
             run.wait()
+    assert stall.matched.is_set(), "the target never polled a job"
     assert run.returncode == 0, stderr.decode()[-2000:]
     assert len(rows("events")) == 1
 
