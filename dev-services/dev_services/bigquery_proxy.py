@@ -187,6 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             payload = response.read()
             forwarded = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+            upstream_url = f"http://{proxy.upstream[0]}:{proxy.upstream[1]}"
+            for name, value in forwarded.items():  # resumable uploads continue through us
+                if name.lower() == "location" and value.startswith(upstream_url):
+                    forwarded[name] = proxy.url + value[len(upstream_url) :]
         finally:
             upstream.close()
         if rule is not None and rule.action == "lose":

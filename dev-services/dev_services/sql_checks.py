@@ -198,17 +198,26 @@ def _struct_order_problems(node: message.Message) -> list[str]:
     """
     problems = []
     for cast in _walk(node, "ResolvedCastProto"):
-        kind = cast.expr.WhichOneof("node")
-        if not kind:
-            continue
-        source = getattr(cast.expr, kind)
-        while source.DESCRIPTOR.name != "ResolvedExprProto" and source.HasField("parent"):
-            source = source.parent
-        if source.DESCRIPTOR.name == "ResolvedExprProto":
-            found = _reordered(source.type, cast.parent.type, "")
-            if found:
-                problems.append(found)
+        source = _expression(cast.expr)
+        found = _reordered(source.type, cast.parent.type, "") if source is not None else None
+        if found:
+            problems.append(found)
     return problems
+
+
+def _expression(node: message.Message) -> Any:
+    """The `ResolvedExprProto` (type and all) inside an expression node's wrappers."""
+    while node.DESCRIPTOR.name != "ResolvedExprProto":
+        if any(oneof.name == "node" for oneof in node.DESCRIPTOR.oneofs):
+            kind = node.WhichOneof("node")
+            if kind is None:
+                return None
+            node = getattr(node, kind)
+        elif "parent" in node.DESCRIPTOR.fields_by_name:
+            node = node.parent
+        else:
+            return None
+    return node
 
 
 def _reordered(source: Any, target: Any, path: str) -> str | None:
