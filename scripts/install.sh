@@ -99,6 +99,13 @@ if [[ "$(cat .meltano/.installed 2>/dev/null)" != "$meltano_hash" ]]; then
   echo "$meltano_hash" > .meltano/.installed
 fi
 
+# --- ZetaSQL (the strict BigQuery's SQL analyzer): compiling its WASM module takes a minute or
+# two, so it is compiled once here and its machine code cached under .venv/.zetasql-cache/.
+if ! compgen -G ".venv/.zetasql-cache/zetasql-*.cwasm" >/dev/null; then
+  say "compiling ZetaSQL for the strict BigQuery (once, a minute or two)"
+fi
+.venv/bin/python -m dev_services.zetasql_engine >/dev/null
+
 # Our own packages are installed editable, so their bytecode lives next to the sources.
 .venv/bin/python -m compileall -q -j0 flows-api/flows_api tap-flows/tap_flows \
   target-bigquery-lite/target_bigquery_lite dev-services/dev_services \

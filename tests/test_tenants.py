@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dev_services.flows_check import source_figures, table_figures
+from dev_services.strict_bigquery import create_dataset
 
 from tests.conftest import bookmark, generate_db, meltano, saved_state
 
@@ -22,6 +23,7 @@ def test_two_tenants_land_in_their_own_datasets_with_their_own_state(
         api = start_flows_api_service(db, api_key=f"key-of-{tenant}")
         prefix = tenant.upper()
         datasets[tenant] = f"{tenant}_{state_suffix.replace('-', '_')}"
+        create_dataset(bigquery_emulator.url, datasets[tenant])
         env[f"TAP_FLOWS__{prefix}_API_URL"] = api.url
         env[f"TAP_FLOWS__{prefix}_API_KEY"] = f"key-of-{tenant}"
         env[f"TARGET_BIGQUERY_LITE__{prefix}_DATASET"] = datasets[tenant]

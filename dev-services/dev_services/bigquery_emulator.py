@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
+from google.auth import credentials as auth_credentials
 from google.cloud import bigquery
 
 from dev_services.process import ROOT, Service, free_port, start_process, wait_until_ready
+from dev_services.strict_state import ADMIN_TOKEN
 
 DEFAULT_PROJECT = "flows-local"
 
@@ -70,10 +71,25 @@ def start_bigquery_emulator(
     return Service("bigquery-emulator", process.pid, url, log_path, process)
 
 
+class HarnessCredentials(auth_credentials.Credentials):
+    """The test harness's own identity: a fixed bearer token the strict front lets do anything.
+
+    The target itself uses anonymous credentials, which the strict front treats as a
+    least-privileged principal; the emulator ignores both.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = ADMIN_TOKEN
+
+    def refresh(self, request: object) -> None:
+        """Nothing to refresh: the token never expires."""
+
+
 def emulator_client(endpoint: str, project: str = DEFAULT_PROJECT) -> bigquery.Client:
-    """A real google-cloud-bigquery client talking to the emulator with anonymous credentials."""
+    """A real google-cloud-bigquery client for the harness (admin in the strict front)."""
     return bigquery.Client(
         project=project,
-        credentials=AnonymousCredentials(),
+        credentials=HarnessCredentials(),
         client_options=ClientOptions(api_endpoint=endpoint),
     )

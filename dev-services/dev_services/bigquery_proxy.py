@@ -7,7 +7,10 @@ Rules match requests by method, path and body and either
   so a test knows the client is blocked at that exact step, e.g. dropping a staging table
   after its MERGE committed and before the STATE that follows; or
 * **fail** a request with a BigQuery-shaped JSON error, without forwarding it, e.g. a MERGE
-  rejected for a concurrent update, which the emulator itself never produces.
+  rejected for a concurrent update, which the emulator itself never produces; or
+* **lose** a response: the request is forwarded (so it takes effect), and the client gets
+  the rule's error instead of the answer, as when a connection drops after BigQuery
+  received a request (a 503 makes the client retry: a second `jobs.insert` then meets 409).
 
     with BigQueryProxy(emulator.url) as proxy:
         drop = proxy.add(Rule("DELETE", r"/tables/_bqlite_stage_", action="hold"))
@@ -54,8 +57,8 @@ class Rule:
     hits: int = 0
 
     def __post_init__(self) -> None:
-        if self.action not in {"hold", "fail"}:
-            raise ValueError(f"unknown action {self.action!r}: use 'hold' or 'fail'")
+        if self.action not in {"hold", "fail", "lose"}:
+            raise ValueError(f"unknown action {self.action!r}: use 'hold', 'fail' or 'lose'")
 
     def release(self) -> None:
         """Let held requests (and later matching ones) through."""
@@ -174,10 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         if rule is not None and rule.action == "fail":
             rule.matched.set()
-            error = {"code": rule.status, "message": rule.message,
-                     "errors": [{"reason": rule.reason, "message": rule.message}]}  # fmt: skip
-            self._send(rule.status, {"Content-Type": "application/json"},
-                       json.dumps({"error": error}).encode())  # fmt: skip
+            self._fail(rule)
             proxy._record(ProxiedCall(self.command, self.path, rule.status, "failed"))
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -187,11 +187,26 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             payload = response.read()
             forwarded = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+            upstream_url = f"http://{proxy.upstream[0]}:{proxy.upstream[1]}"
+            for name, value in forwarded.items():  # resumable uploads continue through us
+                if name.lower() == "location" and value.startswith(upstream_url):
+                    forwarded[name] = proxy.url + value[len(upstream_url) :]
         finally:
             upstream.close()
+        if rule is not None and rule.action == "lose":
+            rule.matched.set()
+            self._fail(rule)
+            proxy._record(ProxiedCall(self.command, self.path, rule.status, "forwarded, lost"))
+            return
         self._send(response.status, forwarded, payload)
         proxy._record(ProxiedCall(self.command, self.path, response.status,
                                   "held, forwarded" if rule else "forwarded"))  # fmt: skip
+
+    def _fail(self, rule: Rule) -> None:
+        error = {"code": rule.status, "message": rule.message,
+                 "errors": [{"reason": rule.reason, "message": rule.message}]}  # fmt: skip
+        self._send(rule.status, {"Content-Type": "application/json"},
+                   json.dumps({"error": error}).encode())  # fmt: skip
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dev_services.bigquery_emulator import emulator_client, start_bigquery_emulator
+from dev_services.bigquery_emulator import emulator_client
 from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.fault_proxy import FaultProxy
 from dev_services.flows_api import start_flows_api
@@ -57,6 +57,7 @@ from dev_services.gcs_server import (
     start_gcs_server,
     storage_client,
 )
+from dev_services.strict_bigquery import start_strict_bigquery
 from google.cloud import bigquery, storage
 
 from tests.reliability.gcs_lane import (
@@ -563,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         generate = [str(BIN / "flows-api"), "generate", "--rows", str(args.rows)]
         subprocess.run([*generate, "--db", str(db), "--seed", str(seed)], check=True)
         gcs = start_gcs_server(workdir / "gcs-data", workdir / "gcs-server.log")
-        emulator = start_bigquery_emulator(
+        emulator = start_strict_bigquery(
             workdir / "bq-data", workdir / "emulator.log", storage_emulator=gcs.url
         )
         api = start_flows_api(db, workdir / "flows-api.log")

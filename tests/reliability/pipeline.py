@@ -45,6 +45,7 @@ from dev_services.flows_check import (
     table_rows,
 )
 from dev_services.process import stop_pid
+from dev_services.strict_bigquery import create_dataset
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
@@ -109,7 +110,8 @@ class Lane:
         Args:
             mode: `pipe` or `meltano`.
             workdir: A folder of its own for configs, state, logs and staging files.
-            dataset: The BigQuery dataset it loads (created by the target).
+            dataset: The BigQuery dataset it loads (created by the harness before the first
+                run: the target's least-privileged principal may not create datasets).
             sizes: Page and batch sizes.
             tap_command: Pipe mode only: another tap executable (a mutant, for the tests
                 that prove the checks can fail).
@@ -170,6 +172,8 @@ class Lane:
             preexec: Run in the child before it starts (e.g. to set a resource limit that
                 the whole run inherits).
         """
+        if self.runs == 0:
+            create_dataset(bq_url, self.dataset)
         if (self.gcs is None) != (gcs_url is None):
             raise ValueError(f"lane {self.name}: gcs_url goes with, and only with, CloudStaging")
         staging = self.gcs.target_settings(gcs_url) if self.gcs and gcs_url else {}

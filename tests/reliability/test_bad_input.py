@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from dev_services.bigquery_emulator import emulator_client
 from dev_services.process import Service
+from dev_services.strict_bigquery import create_dataset
 from google.cloud import bigquery
 
 CATALOG = Path(__file__).parent / "bad_input"
@@ -311,6 +312,7 @@ def run_case(case: Case, folder: Path, endpoint: str) -> CaseRun:
     client = emulator_client(endpoint)  # one per thread
     folder.mkdir()
     dataset = f"bad_input_{case.name}_{uuid.uuid4().hex[:6]}"
+    create_dataset(endpoint, dataset)
     config = folder / "target.json"
     config.write_text(
         json.dumps(
