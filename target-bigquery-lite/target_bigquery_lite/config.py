@@ -25,6 +25,7 @@ DEFAULT_BATCH_MAX_ROWS = 500_000
 DEFAULT_BATCH_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH_MAX_SECONDS = 300.0
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_MAX_TABLE_OPERATIONS = 1_400
 MAX_CLUSTER_FIELDS = 4
 DEFAULT_GCS_PREFIX = "target-bigquery-lite/"
 
@@ -122,6 +123,14 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_MAX_RETRIES,
     ),
     Setting(
+        "max_table_operations",
+        "integer",
+        "Most batches one run may commit into one table (each is a table operation; BigQuery "
+        "allows about 1,500 a table a day). Batches grow (up to 8x) as a run nears it; a batch "
+        "past it fails the run before it is committed.",
+        DEFAULT_MAX_TABLE_OPERATIONS,
+    ),
+    Setting(
         "batch_roots",
         "array",
         "Folders (absolute paths or `file://` URLs) that BATCH manifests may point into, e.g. "
@@ -185,6 +194,7 @@ class Settings:
     table_prefix: str = ""
     add_metadata_columns: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_table_operations: int = DEFAULT_MAX_TABLE_OPERATIONS
     batch_roots: tuple[str, ...] = ()
     delete_batch_files: bool = False
     gcs_bucket: str | None = None
@@ -240,6 +250,9 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         else "",
         add_metadata_columns=_boolean(values, "add_metadata_columns", default=False),
         max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
+        max_table_operations=_integer(
+            values, "max_table_operations", DEFAULT_MAX_TABLE_OPERATIONS, minimum=1
+        ),
         batch_roots=_batch_roots(values),
         delete_batch_files=_boolean(values, "delete_batch_files", default=False),
         gcs_bucket=_pattern(values, "gcs_bucket", _BUCKET_RE, "a Cloud Storage bucket name")

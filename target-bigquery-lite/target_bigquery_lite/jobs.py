@@ -30,6 +30,8 @@ T = TypeVar("T")
 Job = bigquery.LoadJob | bigquery.QueryJob
 MAX_BACKOFF_SECONDS = 60.0
 API_TIMEOUT_SECONDS = 120.0
+POLL_TIMEOUT_SECONDS = 30.0
+"""A job's status is a small answer: a poll that takes longer is a stalled connection."""
 POLL_FIRST_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0
 REATTACH_TRIES = 5
@@ -138,7 +140,7 @@ class JobRunner:
         return job
 
     def _wait(self, job: Job) -> None:
-        """Poll until the job is done, each request bounded by `API_TIMEOUT_SECONDS`.
+        """Poll until the job is done, each request bounded by `POLL_TIMEOUT_SECONDS`.
 
         The client's own `result(timeout=...)` would be a deadline for the whole job (a
         long MERGE is fine; a stalled connection is not), so polling is done here.
@@ -146,9 +148,9 @@ class JobRunner:
         delay = POLL_FIRST_SECONDS
         while job.state != "DONE":
             self._sleep(delay)
-            job.reload(retry=None, timeout=API_TIMEOUT_SECONDS)
+            job.reload(retry=None, timeout=POLL_TIMEOUT_SECONDS)
             delay = min(delay * 1.5, POLL_MAX_SECONDS)
-        job.result(retry=None, timeout=API_TIMEOUT_SECONDS)
+        job.result(retry=None, timeout=POLL_TIMEOUT_SECONDS)
 
     def _reattach(self, job_id: str, is_ours: Callable[[Job], bool]) -> Job:
         """The existing job `job_id`, after checking that it is this step's own.
@@ -159,7 +161,7 @@ class JobRunner:
         log.info("job %s already exists (an earlier try arrived): checking it", job_id)
         for tries in range(REATTACH_TRIES):
             try:
-                job = self.client.get_job(job_id, retry=None, timeout=API_TIMEOUT_SECONDS)
+                job = self.client.get_job(job_id, retry=None, timeout=POLL_TIMEOUT_SECONDS)
                 break
             except api_exceptions.NotFound:
                 if tries + 1 == REATTACH_TRIES:

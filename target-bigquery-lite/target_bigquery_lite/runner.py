@@ -23,6 +23,7 @@ import orjson
 
 from target_bigquery_lite import batch_files, messages
 from target_bigquery_lite.batch_rows import RowContext, staged_chunks
+from target_bigquery_lite.batch_size import BatchSizer
 from target_bigquery_lite.columns import VERSION_COLUMN
 from target_bigquery_lite.committer import Batch, StreamBatch
 from target_bigquery_lite.config import Settings
@@ -65,7 +66,8 @@ class Runner:
         self.streams: dict[str, StreamRun] = {}
         self.seq = 0
         self.batch_no = 1
-        self.flush_at = settings.batch_max_rows
+        self.sizer = BatchSizer(settings)
+        self.flush_at = self.sizer.max_rows
         self.batch_started: float | None = None
         self.activations: dict[str, int] = {}
         self.unmarked: set[str] = set()  # streams with unversioned rows staged before versions
@@ -275,7 +277,7 @@ class Runner:
             data, rows = data[len(head) :], rows - take
             if self.seq >= self.flush_at:
                 self._flush("batch_max_rows")
-            elif self._staged_bytes() >= self.settings.batch_max_bytes:
+            elif self._staged_bytes() >= self.sizer.max_bytes:
                 self._flush("batch_max_bytes")
 
     # --- flushing -------------------------------------------------------------------------
@@ -300,7 +302,7 @@ class Runner:
                 self.batch_started = now
             if now - self.batch_started >= self.settings.batch_max_seconds:
                 self._flush("batch_max_seconds")
-            elif self._staged_bytes() >= self.settings.batch_max_bytes:
+            elif self._staged_bytes() >= self.sizer.max_bytes:
                 self._flush("batch_max_bytes")
         self.progress.maybe_report(now)
 
@@ -308,25 +310,33 @@ class Runner:
         return sum(s.writer.size() for s in self.streams.values() if s.writer is not None)
 
     def _flush(self, reason: str) -> None:
-        """Close every stream's staging file into one batch and hand it to the committer."""
+        """Close every stream's staging file into one batch and hand it to the committer.
+
+        1. close the staging files of the streams with records pending;
+        2. wait until the batch in flight is committed (one at a time) and take its news;
+        3. check the table quota (and grow the batch limits if a table nears it);
+        4. hand the batch over; the state tracker knows which records it covers.
+        """
+        flushed = [stream for stream in self.streams.values() if stream.writer is not None]
+        operations = {stream.spec.name: stream.counts.batches for stream in flushed}
         items = []
-        for stream in self.streams.values():
-            if stream.writer is None:
-                continue
+        for stream in flushed:
+            assert stream.writer is not None
             items.append(StreamBatch(stream.plan, stream.writer.close()))
             stream.writer = None
             stream.counts.batches += 1
-        self.flush_at = self.seq + self.settings.batch_max_rows
         self.batch_started = None
-        if not items:
-            return
-        batch = Batch(self.batch_no, self.seq, tuple(items))
-        self.batch_no += 1
-        log.info("flush %d (%s): %d rows", batch.number, reason, sum(i.staged.rows for i in items))
-        self.warehouse.wait()  # one batch in flight: the previous one is committed first
-        self._collect()
-        self.state.submitted(batch.end_seq)
-        self.warehouse.submit(batch)
+        if items:
+            batch = Batch(self.batch_no, self.seq, tuple(items))
+            self.batch_no += 1
+            rows = sum(item.staged.rows for item in items)
+            log.info("flush %d (%s): %d rows", batch.number, reason, rows)
+            self.warehouse.wait()
+            self._collect()
+            self.sizer.before_commit(operations)
+            self.state.submitted(batch.end_seq)
+            self.warehouse.submit(batch)
+        self.flush_at = self.seq + self.sizer.max_rows
 
     def _drain(self, reason: str) -> None:
         """Flush, then wait until everything is committed."""

@@ -148,9 +148,10 @@ class Tables:
         )
         where = created.location or self.location
         log.info(
-            "created dataset %s in %s",
-            reference,
+            "created dataset %s in %s (project %s)",
+            self.dataset,
             where or "BigQuery's default location (set 'location' to choose one)",
+            self.project,
         )
         return where
 

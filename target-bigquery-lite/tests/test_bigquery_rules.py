@@ -230,6 +230,7 @@ def test_b5b_a_concurrent_schema_update_is_retried_not_fatal(
             other.description = "updated by another worker"
             bq_client.update_table(other, ["description"])
             patch.release()
+            run.stdin = None  # closed above: communicate() must not flush it
             _, stderr = run.communicate(timeout=120)
         finally:
             run.kill()
@@ -245,7 +246,7 @@ def test_b6_a_stalled_job_poll_does_not_hang_the_target(bigquery_emulator, targe
         config = target_config(api_endpoint=proxy.url, max_retries=3)
         run = start_target(config)
         try:
-            _, stderr = run.communicate(EVENTS, timeout=200)  # held for ever: only a timeout helps
+            _, stderr = run.communicate(EVENTS, timeout=150)  # held for ever: only a timeout helps
         finally:
             run.kill()
             run.wait()
@@ -308,14 +309,35 @@ def test_b8_a_number_beyond_float64_is_refused_not_staged_as_null(target_config)
 
 
 # --- b9: table operations per day ---
-def test_b9_append_does_not_modify_the_final_table_once_per_batch(
+@pytest.mark.parametrize("method", ["append", "merge", "overwrite"])
+def test_b9_batches_grow_so_a_run_stays_within_the_table_quota(
+    target_config, strict_bigquery, bq_dataset, rows, method
+):
+    lines = singer_lines(
+        schema("events", {**ID}, ["id"]),
+        *(record("events", {"id": i}) for i in range(40)),
+    )
+    config = target_config(load_method=method, batch_max_rows=1, max_table_operations=20)
+    result = run_target(config, lines)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(rows("events")) == 40
+    assert "batches grow to 8 rows" in result.stderr
+    destination = "events" if method != "overwrite" else None
+    if destination:  # 2 batches of 1 row, 2 of 2, 2 of 4, then batches of 8: not 40
+        assert strict_bigquery.operations(f"{PROJECT}.{bq_dataset}.{destination}") <= 10
+
+
+def test_b9_a_run_past_max_table_operations_fails_before_the_batch(
     target_config, strict_bigquery, bq_dataset, rows
 ):
     lines = singer_lines(
-        schema("events", {**ID}),
-        *(record("events", {"id": i}) for i in range(6)),
+        schema("events", {**ID}, ["id"]),
+        *(record("events", {"id": i}) for i in range(10)),
+        {"type": "STATE", "value": {"done": True}},
     )
-    result = run_target(target_config(load_method="append", batch_max_rows=1), lines)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert len(rows("events")) == 6
-    assert strict_bigquery.operations(f"{PROJECT}.{bq_dataset}.events") < 6
+    result = run_target(target_config(batch_max_rows=1, max_table_operations=3), lines)
+    assert result.returncode == 1
+    assert "this batch would be operation 4 on its table in this run" in result.stderr
+    assert strict_bigquery.operations(f"{PROJECT}.{bq_dataset}.events") == 3
+    assert len(rows("events")) == 7  # batches of 1, 2 and 4 rows
+    assert result.states == []

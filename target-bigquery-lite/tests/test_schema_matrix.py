@@ -20,21 +20,21 @@ import pytest
 from dev_services.sql_catalog import TableRef
 from dev_services.sql_checks import check_statements
 from dev_services.zetasql_engine import engine
-from target_bigquery_lite.merge import (
-    SEQUENCE_COLUMN,
-    VERSION_COLUMN,
-    VERSION_PARAMETER,
-    build_delete_old_versions_sql,
-    build_merge_sql,
-    build_replace_sql,
-)
 
+from target_bigquery_lite.columns import RUN_COLUMN, SEQUENCE_COLUMN, VERSION_COLUMN
 from target_bigquery_lite.config import parse_settings
 from target_bigquery_lite.errors import InputError
 from target_bigquery_lite.identifiers import quote_table
+from target_bigquery_lite.load_methods import method_for
+from target_bigquery_lite.load_methods.merge import build_merge_sql
+from target_bigquery_lite.load_methods.overwrite import build_replace_sql
 from target_bigquery_lite.messages import SchemaMessage
-from target_bigquery_lite.progress import StreamCounts
-from target_bigquery_lite.streams import build_stream
+from target_bigquery_lite.streams import build_spec
+from target_bigquery_lite.versions import (
+    RUN_PARAMETER,
+    VERSION_PARAMETER,
+    build_delete_old_versions_sql,
+)
 
 PROJECT, DATASET = "flows-local", "matrix"
 SETTINGS, _ = parse_settings({"project": PROJECT, "dataset": DATASET})
@@ -45,7 +45,12 @@ def plan_columns(
     stream: str, schema: dict[str, Any], keys: tuple[str, ...]
 ) -> tuple[list[dict], list[str]]:
     """The stream's columns (REST shape) and key columns; InputError if the target refuses it."""
-    built = build_stream(SchemaMessage(stream, schema, keys), SETTINGS, StreamCounts(stream, "m"))
+    built = build_spec(
+        SchemaMessage(stream, schema, keys),
+        SETTINGS,
+        lambda key_columns: method_for(None, stream, key_columns),
+        "matrix",
+    )
     return [field.to_api_repr() for field in built.wanted], list(built.key_columns)
 
 
@@ -113,7 +118,11 @@ def statements_for(index: int, columns: list[dict], keys: list[str]) -> tuple[li
     """The catalog tables and the statements the target runs for one combination."""
     target = TableRef(PROJECT, DATASET, f"t_{index}")
     staging = TableRef(PROJECT, DATASET, f"_bqlite_stage_{index}")
-    final = [*columns, {"name": VERSION_COLUMN, "type": "INTEGER", "mode": "NULLABLE"}]
+    final = [
+        *columns,
+        {"name": VERSION_COLUMN, "type": "INTEGER", "mode": "NULLABLE"},
+        {"name": RUN_COLUMN, "type": "STRING", "mode": "NULLABLE"},
+    ]
     staged = [*columns, {"name": SEQUENCE_COLUMN, "type": "INTEGER", "mode": "NULLABLE"}]
     tables = [
         ((target.project, target.dataset, target.table), target, {"schema": {"fields": final}}),
@@ -126,7 +135,10 @@ def statements_for(index: int, columns: list[dict], keys: list[str]) -> tuple[li
     target_sql = quote_table(target.project, target.dataset, target.table)
     staging_sql = quote_table(staging.project, staging.dataset, staging.table)
     names = [column["name"] for column in columns]
-    version = [{"name": VERSION_PARAMETER, "parameterType": {"type": "INT64"}}]
+    version = [
+        {"name": VERSION_PARAMETER, "parameterType": {"type": "INT64"}},
+        {"name": RUN_PARAMETER, "parameterType": {"type": "STRING"}},
+    ]
     statements = [
         ("MERGE", merge_sql(target_sql, staging_sql, keys, names), []),
         ("DELETE old versions", delete_old_versions_sql(target_sql), version),

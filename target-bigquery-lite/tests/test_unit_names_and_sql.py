@@ -117,27 +117,27 @@ def test_quote_table() -> None:
 def test_merge_sql() -> None:
     sql = build_merge_sql("`p`.`d`.`t`", "`p`.`d`.`s`", ["id"], ["id", "time", "src"])
     assert sql == (
-        "MERGE `p`.`d`.`t` AS T\n"
+        "MERGE `p`.`d`.`t` AS _TABLE_target\n"
         "USING (\n"
         "  SELECT * EXCEPT (`_bqlite_seq`) FROM `p`.`d`.`s`\n"
         "  WHERE IF(`id` IS NULL, ERROR('a row of this batch has a null or missing key "
         "property'), TRUE)\n"
         "  QUALIFY ROW_NUMBER() OVER (\n"
         "    PARTITION BY `id` ORDER BY `_bqlite_seq` DESC) = 1\n"
-        ") AS S\n"
-        "ON T.`id` = S.`id`\n"
+        ") AS _TABLE_batch\n"
+        "ON _TABLE_target.`id` = _TABLE_batch.`id`\n"
         "WHEN MATCHED THEN UPDATE SET\n"
-        "    `time` = S.`time`,\n"
-        "    `src` = S.`src`\n"
+        "    `time` = _TABLE_batch.`time`,\n"
+        "    `src` = _TABLE_batch.`src`\n"
         "WHEN NOT MATCHED THEN INSERT (`id`, `time`, `src`)\n"
-        "  VALUES (S.`id`, S.`time`, S.`src`)"
+        "  VALUES (_TABLE_batch.`id`, _TABLE_batch.`time`, _TABLE_batch.`src`)"
     )
 
 
 def test_merge_sql_with_composite_key_and_only_key_columns() -> None:
     sql = build_merge_sql("`p`.`d`.`t`", "`p`.`d`.`s`", ["a", "b"], ["a", "b"])
     assert "PARTITION BY `a`, `b` ORDER BY" in sql
-    assert "ON T.`a` = S.`a` AND T.`b` = S.`b`" in sql
+    assert "ON _TABLE_target.`a` = _TABLE_batch.`a` AND _TABLE_target.`b` = " in sql
     assert "WHERE IF(`a` IS NULL OR `b` IS NULL, ERROR(" in sql
     assert "WHEN MATCHED" not in sql  # nothing to update when every column is a key
 

@@ -27,11 +27,15 @@ from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
 from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
-from target_bigquery_lite.schema_evolution import load_fields
+from target_bigquery_lite.schema_evolution import canonical_type, load_fields, source_of
 from target_bigquery_lite.stage import StagedFile
 from target_bigquery_lite.tables import Tables, staging_table_name
 
 UNSCALAR_KEY_TYPES = frozenset({"RECORD", "STRUCT", "JSON"})
+# Aliases no column of ours can have (an unqualified `SET T = ...` would mean the whole row):
+# a property named `_TABLE_...` becomes column `__TABLE_...`, BigQuery reserving the prefix.
+TARGET_ALIAS = "_TABLE_target"
+SOURCE_ALIAS = "_TABLE_batch"
 # A row without its key could never be matched, so every rerun would insert it again.
 NULL_KEY_ERROR = "a row of this batch has a null or missing key property"
 
@@ -46,16 +50,26 @@ class MergeMethod:
     commits_at_end = False
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:
-        """A MERGE matches scalar keys only.
+        """A MERGE matches and deduplicates on scalar keys BigQuery can partition by.
 
         Raises:
-            InputError: for a key that maps to a RECORD, JSON or REPEATED column.
+            InputError: for a key that maps to a RECORD, JSON, REPEATED or FLOAT64 column
+                (BigQuery refuses `PARTITION BY` on those, and floats make poor keys).
         """
         for key in keys:
-            if key.field_type in UNSCALAR_KEY_TYPES or key.mode == "REPEATED":
+            kind = canonical_type(key.field_type)
+            if kind in UNSCALAR_KEY_TYPES or key.mode == "REPEATED" or kind == "FLOAT64":
+                prop = source_of(key) or key.name
+                column = "" if prop == key.name else f" (column {key.name})"
+                hint = (
+                    "; declare it an integer, or a decimal (multipleOf, x-singer.decimal)"
+                    if kind == "FLOAT64"
+                    else ""
+                )
                 raise InputError(
-                    f"stream '{shown(stream)}': key property {key.name} maps to {key.field_type} "
-                    f"{key.mode}; a MERGE needs scalar keys"
+                    f"stream '{shown(stream)}': key property '{shown(prop)}'{column} maps to "
+                    f"{kind} {key.mode}; a MERGE needs keys BigQuery can match and partition "
+                    f"by{hint}"
                 )
 
     def prepare(self, tables: Tables, request: TableRequest) -> TablePlan:
@@ -131,19 +145,23 @@ def build_merge_sql(target: str, source: str, keys: Sequence[str], columns: Sequ
     columns_sql = [quote(column) for column in columns]
     partition = ", ".join(keys_sql)
     null_key = " OR ".join(f"{key} IS NULL" for key in keys_sql)
-    matched = " AND ".join(f"T.{key} = S.{key}" for key in keys_sql)
-    updates = ",\n    ".join(f"{col} = S.{col}" for col in columns_sql if col not in keys_sql)
+    target_row, batch_row = TARGET_ALIAS, SOURCE_ALIAS
+    matched = " AND ".join(f"{target_row}.{key} = {batch_row}.{key}" for key in keys_sql)
+    updates = ",\n    ".join(
+        f"{col} = {batch_row}.{col}" for col in columns_sql if col not in keys_sql
+    )
     update_clause = f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n" if updates else ""
+    values = ", ".join(f"{batch_row}.{col}" for col in columns_sql)
     return (
-        f"MERGE {target} AS T\n"
+        f"MERGE {target} AS {target_row}\n"
         f"USING (\n"
         f"  SELECT * EXCEPT ({quote(SEQUENCE_COLUMN)}) FROM {source}\n"
         f"  WHERE IF({null_key}, ERROR('{NULL_KEY_ERROR}'), TRUE)\n"
         f"  QUALIFY ROW_NUMBER() OVER (\n"
         f"    PARTITION BY {partition} ORDER BY {quote(SEQUENCE_COLUMN)} DESC) = 1\n"
-        f") AS S\n"
+        f") AS {batch_row}\n"
         f"ON {matched}\n"
         f"{update_clause}"
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns_sql)})\n"
-        f"  VALUES ({', '.join(f'S.{col}' for col in columns_sql)})"
+        f"  VALUES ({values})"
     )
