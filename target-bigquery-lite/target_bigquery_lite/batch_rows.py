@@ -32,6 +32,7 @@ from target_bigquery_lite.columns import SEQUENCE_COLUMN
 from target_bigquery_lite.errors import InputError, RecordError
 from target_bigquery_lite.streams import StreamSpec
 from target_bigquery_lite.validate import SEQUENCE_FIELD
+from target_bigquery_lite.values import Checker, UnloadableError
 
 _encode_lines = msgspec.json.Encoder().encode_lines
 CHUNK_ROWS = 1000
@@ -98,6 +99,8 @@ def _checked_blocks(
     decode, line = decoder.decode_lines, 0
     for block in batch_files.iter_blocks(path, batch_files.CHECK_BLOCK_SIZE):
         rows = batch_files.checked_rows(block, decode)
+        if rows is not None and spec.block_checks and not _values_pass(rows, spec.block_checks):
+            rows = None
         if rows is None:
             lines = block.split(b"\n")
             for chunk in _row_by_row(spec, path, lines, context, seq=seq, number=number, line=line):
@@ -109,6 +112,19 @@ def _checked_blocks(
                 setattr(row, SEQUENCE_FIELD, row_seq)
         yield Chunk(_encode_lines(rows), len(rows), seq + 1)
         seq, number, line = seq + len(rows), number + len(rows), line + len(rows)
+
+
+def _values_pass(rows: list[Any], checks: tuple[tuple[str, str, Checker], ...]) -> bool:
+    """Whether every decoded row's values pass `values`' checks (else: the row path)."""
+    try:
+        for row in rows:
+            for attribute, column, check in checks:
+                value = getattr(row, attribute)
+                if value is not None:
+                    check(value, column)
+    except UnloadableError:
+        return False
+    return True
 
 
 def _row_by_row(
@@ -133,7 +149,7 @@ def _row_by_row(
         line += 1
         seq += 1
         try:
-            record = messages.parse_line(text, line, f"BATCH file {path}")
+            record = messages.parse_line(text, line, f"BATCH file {path}", exact=spec.exact)
             staged.append(
                 spec.encode(
                     record, context.message, seq, number, context.received_at, context.version

@@ -100,6 +100,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("validate_records", "boolean", "Validate each record against its schema.", True),
     Setting(
+        "exact_numbers",
+        "boolean",
+        "Map every `number` property to NUMERIC/BIGNUMERIC, digit for digit as the tap wrote it "
+        "(default: FLOAT64 unless the schema hints a decimal: `multipleOf` < 1, "
+        "`x-singer.decimal`).",
+        False,
+    ),
+    Setting(
         "partition_field",
         "string",
         "TIMESTAMP or DATE column to partition new tables on (by day), where the stream has it.",
@@ -189,6 +197,7 @@ class Settings:
     batch_max_seconds: float = DEFAULT_BATCH_MAX_SECONDS
     staging_dir: str = str(Path(tempfile.gettempdir()) / "target-bigquery-lite")
     validate_records: bool = True
+    exact_numbers: bool = False
     partition_field: str | None = None
     cluster_fields: tuple[str, ...] = ()
     table_prefix: str = ""
@@ -243,6 +252,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         batch_max_seconds=_seconds(values),
         staging_dir=_string(values, "staging_dir") or Settings.staging_dir,
         validate_records=_boolean(values, "validate_records", default=True),
+        exact_numbers=_boolean(values, "exact_numbers", default=False),
         partition_field=_string(values, "partition_field"),
         cluster_fields=_cluster_fields(values),
         table_prefix=_pattern(values, "table_prefix", _PREFIX_RE, "letters, digits, underscores")

@@ -8,7 +8,10 @@ fields are checked, so the rest of the target never sees a malformed message.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -44,30 +47,68 @@ class BatchMessage:
     manifest: tuple[str, ...]
 
 
-def parse_line(line: bytes, line_no: int, source: str = "input") -> dict[str, Any]:
+class NonFinite(float):
+    """A `NaN`/`Infinity` token (not JSON, but Python taps write it), kept as what it was."""
+
+    def token(self) -> str:
+        """The token's spelling (what BigQuery reads for FLOAT64)."""
+        if math.isnan(self):
+            return "NaN"
+        return "Infinity" if self > 0 else "-Infinity"
+
+
+class Overflow(float):
+    """A JSON number beyond a double's range (`1e400`): no FLOAT64 holds it."""
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    return Overflow(value) if value in (math.inf, -math.inf) else value
+
+
+def parse_line(
+    line: bytes,
+    line_no: int,
+    source: str = "input",
+    *,
+    exact: bool = False,
+    exact_integers: bool = False,
+) -> dict[str, Any]:
     """Decode one line (of the input, or of the batch file `source`) into a dict.
 
     orjson first (fast); the standard library for what orjson refuses but Python taps
-    emit: NaN and Infinity, which become null.
+    emit: `NaN` and `Infinity` tokens (`NonFinite`) and numbers beyond a double
+    (`Overflow`), marked so that the staging step applies the policy for them. `exact`
+    (streams with NUMERIC, BIGNUMERIC or JSON columns) reads every number with a fraction
+    or exponent as a `Decimal` holding the tap's own digits; `exact_integers` (SCHEMA
+    messages, whose bounds may be integers beyond 64 bits, which orjson reads as doubles)
+    keeps integers exact and other numbers doubles.
 
     Raises:
         InputError: when the line is not a JSON object.
     """
-    try:
-        message = orjson.loads(line)
-    except orjson.JSONDecodeError:
+    if exact or exact_integers:
+        message = _parse_in_python(line, line_no, source, Decimal if exact else _checked_float)
+    else:
         try:
-            message = json.loads(line, parse_constant=lambda _: None)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{source} line {line_no} is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InputError(
-                f"{source} line {line_no} nests objects or arrays too deeply to parse "
-                "(more than about 1,000 levels)"
-            ) from None
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            message = _parse_in_python(line, line_no, source, _checked_float)
     if not isinstance(message, dict):
         raise InputError(f"{source} line {line_no} is not a JSON object")
     return message
+
+
+def _parse_in_python(line: bytes, line_no: int, source: str, number: Callable[[str], Any]) -> Any:
+    try:
+        return json.loads(line, parse_float=number, parse_constant=NonFinite)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source} line {line_no} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(
+            f"{source} line {line_no} nests objects or arrays too deeply to parse "
+            "(more than about 1,000 levels)"
+        ) from None
 
 
 def stream_of(message: dict[str, Any], line_no: int) -> str:

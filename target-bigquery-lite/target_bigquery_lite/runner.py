@@ -128,6 +128,8 @@ class Runner:
                 stream = streams.get(message.get("stream"))  # type: ignore[arg-type]
             except TypeError:  # a list or an object: not a stream name
                 stream = None
+            if stream is not None and stream.spec.exact:
+                message = messages.parse_line(line, line_no, exact=True)
             record = message.get("record")
             if stream is None or type(record) is not dict:
                 raise self._bad_record(message, line_no)
@@ -168,8 +170,9 @@ class Runner:
         if not isinstance(message, dict):
             raise InputError(f"input line {line_no} is not a JSON object")
         kind = message.get("type")
-        if kind == "SCHEMA":
-            self._on_schema(messages.parse_schema(message, line_no))
+        if kind == "SCHEMA":  # parsed again: integer bounds beyond 64 bits stay exact
+            exact = messages.parse_line(line, line_no, exact_integers=True)
+            self._on_schema(messages.parse_schema(exact, line_no))
         elif kind == "STATE":  # passed on as the tap sent it, byte for byte
             value = state_value(line, line_no)
             self._refuse_overwrite_with_bookmarks(value, strict=False)

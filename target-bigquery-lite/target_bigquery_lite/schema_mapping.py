@@ -3,13 +3,19 @@
 | JSON Schema                                | BigQuery                                     |
 |--------------------------------------------|----------------------------------------------|
 | integer                                    | INT64                                        |
-| number                                     | FLOAT64 (NUMERIC: multipleOf < 1, decimal)   |
+| number                                     | FLOAT64; exact (below): NUMERIC, BIGNUMERIC  |
 | boolean                                    | BOOL                                         |
 | string / date-time / date / time           | STRING / TIMESTAMP / DATE / TIME             |
 | object with properties                     | RECORD (fields mapped alike)                 |
 | object without properties, unions, unknown | JSON                                         |
 | array of X                                 | X, mode REPEATED (array of arrays: JSON)     |
 | ["null", X], anyOf [X, null]               | X, NULLABLE                                  |
+
+A `number` is exact when its schema hints a decimal (`multipleOf` < 1, format `decimal` or
+`x-singer.decimal`, also on strings) or the `exact_numbers` setting says so: NUMERIC when its
+scale (`multipleOf`, or `scale`) is at most 9 digits and its bounds, if any, within 10^29
+(a plain `number` under `exact_numbers` too), BIGNUMERIC otherwise. Values reach it digit
+for digit; a value beyond the column's range or scale is refused, naming the field.
 
 Top-level properties listed in `required` whose type excludes null are REQUIRED; everything
 else is NULLABLE, so later schemas can only relax, never tighten. BigQuery nests RECORDs at
@@ -22,6 +28,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from google.cloud.bigquery import SchemaField
@@ -31,7 +38,10 @@ from target_bigquery_lite.identifiers import SOURCE_MARK, IdentifierError, colum
 
 STRINGISH = frozenset({"STRING", "TIMESTAMP", "DATE", "TIME", "DATETIME"})
 _STRING_FORMATS = {"date-time": "TIMESTAMP", "date": "DATE", "time": "TIME"}
-_DECIMAL_FORMATS = frozenset({"decimal", "x-singer.decimal"})
+DECIMAL_HINTS = frozenset({"decimal", "x-singer.decimal"})
+EXACT_TYPES = frozenset({"NUMERIC", "BIGNUMERIC"})
+NUMERIC_SCALE = 9
+NUMERIC_BOUND = 10**29
 _SCALARS = {"integer": "INT64", "boolean": "BOOL"}
 MAX_RECORD_DEPTH = 15  # BigQuery: at most 15 levels of nested RECORD (STRUCT) types
 MAX_UNION_DEPTH = 8
@@ -81,7 +91,32 @@ def _rename_plan(names: NameTree, fields: tuple[SchemaField, ...] | list) -> Ren
     return plan
 
 
-def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
+def is_exact(node: dict[str, Any], exact_numbers: bool) -> bool:
+    """Whether a `number` node maps to NUMERIC/BIGNUMERIC (see the module doc)."""
+    step = node.get("multipleOf")
+    hinted = isinstance(step, int | float) and not isinstance(step, bool) and 0 < step < 1
+    return hinted or exact_numbers or node.get("format") in DECIMAL_HINTS
+
+
+def exact_type(node: dict[str, Any]) -> str:
+    """NUMERIC if the node's scale and bounds fit it, else BIGNUMERIC."""
+    step = node.get("multipleOf")
+    if isinstance(step, int | float) and not isinstance(step, bool) and 0 < step < 1:
+        exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+        scale = -exponent if isinstance(exponent, int) else NUMERIC_SCALE + 1
+    else:  # a decimal format or `exact_numbers`: NUMERIC unless the schema says more
+        scale = node.get("scale", 0) if isinstance(node.get("scale"), int) else 0
+    bounds = [abs(node[key]) for key in ("minimum", "maximum") if _is_number(node.get(key))]
+    if scale <= NUMERIC_SCALE and all(bound <= NUMERIC_BOUND for bound in bounds):
+        return "NUMERIC"
+    return "BIGNUMERIC"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def map_schema(schema: dict[str, Any], stream: str, *, exact_numbers: bool = False) -> MappedSchema:
     """Map a stream's top-level JSON Schema (an object with properties) to BigQuery.
 
     Raises:
@@ -92,7 +127,7 @@ def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
         raise InputError(
             f"SCHEMA for stream '{shown(stream)}' has no properties: a BigQuery table needs columns"
         )
-    mapper = _Mapper(schema, stream)
+    mapper = _Mapper(schema, stream, exact_numbers)
     required = set(schema.get("required") or ())
     fields, names = mapper.object_fields(properties, required, path="", depth=0)
     return MappedSchema(tuple(fields), names)
@@ -101,9 +136,10 @@ def map_schema(schema: dict[str, Any], stream: str) -> MappedSchema:
 class _Mapper:
     """Walks one schema; holds the root so local `$ref`s can be resolved."""
 
-    def __init__(self, root: dict[str, Any], stream: str) -> None:
+    def __init__(self, root: dict[str, Any], stream: str, exact_numbers: bool) -> None:
         self.root = root
         self.stream = stream
+        self.exact_numbers = exact_numbers
         self.expanding: list[str] = []  # the `$ref`s being mapped, outermost first
 
     def object_fields(
@@ -186,6 +222,8 @@ class _Mapper:
         items = self.resolve(prop.get("items"))
         if not isinstance(items, dict) or not items:
             return SchemaField(name, "JSON", mode="NULLABLE"), {}
+        if any(variant.get("type") == "array" for variant in self.variants(items)[1]):
+            return SchemaField(name, "JSON", mode="NULLABLE"), {}  # items that may be arrays
         item, plan = self.field(name, items, path, required=False, depth=depth)
         if item.mode == "REPEATED":  # BigQuery has no arrays of arrays
             return SchemaField(name, "JSON", mode="NULLABLE"), {}
@@ -241,8 +279,10 @@ class _Mapper:
             return types.pop()
         if types <= STRINGISH:
             return "STRING"
-        if types in ({"INT64", "FLOAT64"}, {"INT64", "NUMERIC"}):
-            return "FLOAT64" if "FLOAT64" in types else "NUMERIC"
+        if types == {"INT64", "FLOAT64"}:
+            return "FLOAT64"
+        if types <= {"INT64", *EXACT_TYPES}:
+            return "BIGNUMERIC" if "BIGNUMERIC" in types else "NUMERIC"
         return "JSON"
 
     def scalar_type(self, variant: dict[str, Any]) -> str:
@@ -250,12 +290,12 @@ class _Mapper:
         if kind in _SCALARS:
             return _SCALARS[kind]
         if kind == "number":
-            multiple = variant.get("multipleOf")
-            decimal = isinstance(multiple, int | float) and 0 < multiple < 1
-            return "NUMERIC" if decimal or variant.get("format") in _DECIMAL_FORMATS else "FLOAT64"
+            return exact_type(variant) if is_exact(variant, self.exact_numbers) else "FLOAT64"
         if kind == "string":
             fmt = variant.get("format")
-            return "NUMERIC" if fmt in _DECIMAL_FORMATS else _STRING_FORMATS.get(fmt, "STRING")
+            return (
+                exact_type(variant) if fmt in DECIMAL_HINTS else _STRING_FORMATS.get(fmt, "STRING")
+            )
         return "JSON"
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -32,7 +33,14 @@ from target_bigquery_lite.errors import InputError, RecordError
 from target_bigquery_lite.identifiers import IdentifierError, column_name, shown, table_name
 from target_bigquery_lite.load_methods.base import LoadMethod
 from target_bigquery_lite.messages import SchemaMessage
-from target_bigquery_lite.schema_mapping import NameTree, Renamer, map_schema, renamer_for
+from target_bigquery_lite.schema_mapping import (
+    MappedSchema,
+    NameTree,
+    Renamer,
+    is_exact,
+    map_schema,
+    renamer_for,
+)
 from target_bigquery_lite.validate import (
     INT64_MAX,
     INT64_MIN,
@@ -44,8 +52,19 @@ from target_bigquery_lite.validate import (
     compile_validator,
     explain,
 )
+from target_bigquery_lite.values import (
+    Checker,
+    Shaper,
+    UnloadableError,
+    check_timestamp,
+    has_exact_columns,
+    shaper_for,
+    value_checks,
+)
 
-_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
+# 53-bit integers: a larger one goes the careful way, which quotes it for INT64 columns.
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_STRICT_INTEGER
+_SLOW_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -70,7 +89,16 @@ class StreamSpec:
     metadata: bool
     run_id: str
     versioned: bool = False
+    exact_numbers: bool = False
     flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False, compare=False)
+    shaper: Shaper | None = field(default=None, repr=False, compare=False)
+    steps: dict[str, Decimal] = field(default_factory=dict, repr=False, compare=False)
+    # (Struct attribute, column, check) when the shaper only checks values (see `values`)
+    block_checks: tuple[tuple[str, str, Checker], ...] | None = field(
+        default=(), repr=False, compare=False
+    )
+    careful_shaper: Shaper | None = field(default=None, repr=False, compare=False)
+    extracted: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -84,8 +112,20 @@ class StreamSpec:
 
     @property
     def rows_unchanged(self) -> bool:
-        """Whether rows are staged as they arrive (no names to sanitize, no columns to add)."""
-        return self.renamer is None and not (self.metadata or self.versioned)
+        """Whether rows are staged as they arrive.
+
+        No names to sanitize, no columns to add, no values to put in BigQuery's form.
+        """
+        unchanged = self.renamer is None and self.shaper is None
+        return unchanged and not (self.metadata or self.versioned)
+
+    @property
+    def exact(self) -> bool:
+        """Whether records are parsed keeping every number's own digits (`Decimal`s).
+
+        So for streams with NUMERIC, BIGNUMERIC or JSON columns.
+        """
+        return has_exact_columns(self.wanted)
 
     @property
     def raw_batches_ok(self) -> bool:
@@ -93,16 +133,25 @@ class StreamSpec:
 
         Null keys in such rows are caught by the MERGE itself (see `build_merge_sql`).
         """
-        return self.validator is None and self.rows_unchanged
+        return self.validator is None and self._rows_only_checked
 
     @property
     def batch_decoder(self) -> msgspec.json.Decoder | None:
         """The decoder checking BATCH rows a block at a time, if rows are staged as they are.
 
         None: no flat schema (see `validate.block_decoder`), or rows need rewriting; BATCH
-        rows are then checked and staged one by one.
+        rows are then checked and staged one by one. Values that need checking are checked
+        on the decoded rows (`block_checks`).
         """
-        return self.flat_decoder if self.validator is not None and self.rows_unchanged else None
+        usable = self.validator is not None and self._rows_only_checked
+        return self.flat_decoder if usable else None
+
+    @property
+    def _rows_only_checked(self) -> bool:
+        """Rows are staged as they arrive, but for checks of their values."""
+        if self.renamer is not None or self.metadata or self.versioned:
+            return False
+        return self.shaper is None or self.block_checks is not None
 
     def all_wanted(self) -> tuple[SchemaField, ...]:
         """The columns this stream's records fill: properties, metadata, version."""
@@ -116,7 +165,13 @@ class StreamSpec:
         renamer = renamer_for(self.names, table_fields)
         if renamer is None and self.renamer is None:
             return self
-        return replace(self, renamer=renamer)
+        spelled = _spelled(self.wanted, table_fields)
+        return replace(
+            self,
+            renamer=renamer,
+            shaper=shaper_for(spelled, careful=False, steps=self.steps),
+            careful_shaper=shaper_for(spelled, careful=True, steps=self.steps),
+        )
 
     def with_versions(self) -> StreamSpec:
         """The same stream, its records now carrying a `_sdc_table_version` column."""
@@ -152,6 +207,8 @@ class StreamSpec:
                 )
         if self.renamer is not None:
             record = self.renamer(record)
+        if self.shaper is not None:
+            record = self._shaped(self.shaper, record, number)
         if self.versioned:
             row_version = message.get("version", version)
             if row_version is None:
@@ -163,23 +220,58 @@ class StreamSpec:
                 )
             record[VERSION_COLUMN] = row_version
         if self.metadata:
-            record["_sdc_extracted_at"] = message.get("time_extracted")
+            record["_sdc_extracted_at"] = self._extracted_at(message, number)
             record["_sdc_received_at"] = received_at
         if self.method.sequenced:
             record[SEQUENCE_COLUMN] = seq
         try:
             return orjson.dumps(record, option=_DUMPS_OPTIONS)
-        except TypeError:  # beyond orjson: integers over 64 bits, lone surrogates in strings
+        except TypeError:  # integers beyond 2^53, NaN tokens, decimals, lone surrogates
             return self._encode_slowly(record, number)
+
+    def _shaped(self, shaper: Shaper, record: dict[str, Any], number: int) -> dict[str, Any]:
+        try:
+            return shaper(record)
+        except UnloadableError as exc:
+            raise RecordError(
+                f"stream '{shown(self.message.stream)}', record {number}: {exc}"
+            ) from None
+
+    def _extracted_at(self, message: dict[str, Any], number: int) -> Any:
+        """The message's `time_extracted`, for a TIMESTAMP column: BigQuery must read it.
+
+        Taps send one value for many records: each distinct value is checked once.
+        """
+        extracted = message.get("time_extracted")
+        if extracted is None or extracted in self.extracted:
+            return extracted
+        try:
+            check_timestamp(extracted, "time_extracted")
+        except UnloadableError as exc:
+            raise RecordError(
+                f"stream '{shown(self.message.stream)}', record {number}: its message's {exc}"
+            ) from None
+        if len(self.extracted) > 1000:
+            self.extracted.clear()
+        self.extracted[extracted] = extracted
+        return extracted
 
     def _encode_slowly(self, record: dict[str, Any], number: int) -> bytes:
         r"""One staging line for what orjson refuses, or a clear error if UTF-8 cannot hold it.
 
-        A JSON string may escape half of a UTF-16 surrogate pair (`"\ud800"`): valid JSON,
-        but no valid Unicode text, so neither a staging file nor BigQuery can hold it.
+        The careful shaper puts what a slowly parsed line may hold in BigQuery's form
+        (`values`). A JSON string may escape half of a UTF-16 surrogate pair (`"\ud800"`):
+        valid JSON, but no valid Unicode text, so neither a staging file nor BigQuery can
+        hold it.
         """
+        if self.careful_shaper is not None:
+            record = self._shaped(self.careful_shaper, record, number)
         try:
-            return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+            return orjson.dumps(record, option=_SLOW_DUMPS_OPTIONS)
+        except TypeError:
+            pass
+        try:
+            return json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n"
         except UnicodeEncodeError:
             raise RecordError(
                 f"stream '{shown(self.message.stream)}', record {number}: field "
@@ -191,7 +283,7 @@ class StreamSpec:
     def _invalid(
         self, record: dict[str, Any], failure: ValidationFailure, number: int
     ) -> RecordError:
-        reason = explain(self.message.schema, record, failure)
+        reason = explain(self.message.schema, record, failure, exact_numbers=self.exact_numbers)
         return RecordError(
             f"stream '{shown(self.message.stream)}', record {number} violates its schema: {reason}"
         )
@@ -236,7 +328,7 @@ def build_spec(
     """
     stream = message.stream
     check_schema(message.schema, stream)
-    mapped = map_schema(message.schema, stream)
+    mapped = map_schema(message.schema, stream, exact_numbers=settings.exact_numbers)
     try:
         table = table_name(stream, settings.table_prefix)
     except IdentifierError as exc:
@@ -257,8 +349,13 @@ def build_spec(
     key_columns = tuple(column_name(key) for key in message.key_properties)
     method = choose(key_columns)
     method.check_keys(stream, tuple(by_name[key] for key in key_columns))
-    validator = compile_validator(message.schema, stream) if settings.validate_records else None
+    validator = (
+        compile_validator(message.schema, stream, exact_numbers=settings.exact_numbers)
+        if settings.validate_records
+        else None
+    )
     guaranteed = _guaranteed_keys(message.schema) if validator is not None else set()
+    steps = _exact_steps(message.schema, mapped, settings.exact_numbers)
     unchecked = tuple(k for k in message.key_properties if k not in guaranteed)
     merge_keys = unchecked if method.sequenced else ()
     sequence = SEQUENCE_COLUMN if method.sequenced else None
@@ -274,8 +371,59 @@ def build_spec(
         unchecked_keys=merge_keys,
         metadata=settings.add_metadata_columns,
         run_id=run_id,
+        exact_numbers=settings.exact_numbers,
         flat_decoder=block_decoder(message.schema, merge_keys, sequence) if validator else None,
+        steps=steps,
+        shaper=shaper_for(mapped.fields, careful=False, steps=steps),
+        block_checks=_block_checks(message.schema, mapped.fields),
+        careful_shaper=shaper_for(mapped.fields, careful=True, steps=steps),
     )
+
+
+def _exact_steps(
+    schema: dict[str, Any], mapped: MappedSchema, exact_numbers: bool
+) -> dict[str, Decimal]:
+    """The `multipleOf` of each top-level exact property, by lower-case column name."""
+    steps = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        step = prop.get("multipleOf") if isinstance(prop, dict) else None
+        usable = isinstance(step, int | float) and not isinstance(step, bool) and step > 0
+        if usable and is_exact(prop, exact_numbers) and name in mapped.names:
+            steps[mapped.names[name][0].lower()] = Decimal(repr(step))
+    return steps
+
+
+def _block_checks(
+    schema: dict[str, Any], fields: tuple[SchemaField, ...]
+) -> tuple[tuple[str, str, Checker], ...] | None:
+    """The value checks as (attribute of `validate.flat_struct`'s Struct, column, check)."""
+    checks = value_checks(fields)
+    if checks is None:
+        return None
+    position = {name: index for index, name in enumerate(schema.get("properties") or {})}
+    if any(name not in position for name, _ in checks):
+        return None
+    return tuple((f"f{position[name]}", name, check) for name, check in checks)
+
+
+def _spelled(
+    fields: tuple[SchemaField, ...], table_fields: tuple[SchemaField, ...] | list[SchemaField]
+) -> tuple[SchemaField, ...]:
+    """`fields` named as the table spells them (BigQuery names are case-insensitive)."""
+    spelled = {column.name.lower(): column for column in table_fields}
+    renamed = []
+    for column in fields:
+        table_field = spelled.get(column.name.lower())
+        if table_field is None:
+            renamed.append(column)
+            continue
+        api = column.to_api_repr()
+        api["name"] = table_field.name
+        if column.fields:
+            inner = _spelled(tuple(column.fields), table_field.fields)
+            api["fields"] = [sub.to_api_repr() for sub in inner]
+        renamed.append(SchemaField.from_api_repr(api))
+    return tuple(renamed)
 
 
 def _guaranteed_keys(schema: dict[str, Any]) -> set[str]:

@@ -33,6 +33,7 @@ from jsonschema.exceptions import best_match
 
 from target_bigquery_lite.errors import InputError
 from target_bigquery_lite.identifiers import shown
+from target_bigquery_lite.schema_mapping import is_exact
 
 Validator = Callable[[dict[str, Any]], Any]
 ValidationFailure = fastjsonschema.JsonSchemaValueException | jsonschema.ValidationError
@@ -47,23 +48,50 @@ DATE_FORMATS = frozenset({"date-time", "date"})
 # Keywords whose values are subschemas: dicts of them, lists of them, or one of them.
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependencies")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
+_EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
+# Keywords of Drafts 2019-09 and 2020-12 that Draft 7 lacks or reads differently: a schema
+# using none of them means the same as Draft 7, so the compiled Draft-7 validator checks it.
+_NEWER_KEYWORDS = frozenset(
+    {"prefixItems", "dependentRequired", "dependentSchemas", "unevaluatedProperties",
+     "unevaluatedItems", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef",
+     "$recursiveAnchor", "minContains", "maxContains", "contentSchema"}
+)  # fmt: skip
+_DRAFT7_ALIKE = frozenset(
+    {jsonschema.Draft4Validator, jsonschema.Draft6Validator, jsonschema.Draft7Validator}
+)
 _SCHEMA_ONES = ("items", "additionalProperties", "additionalItems", "contains", "not", "if",
                 "then", "else", "propertyNames")  # fmt: skip
 
 log = logging.getLogger("target_bigquery_lite")
 
 
+def dialect(schema: dict[str, Any]) -> type[jsonschema.protocols.Validator]:
+    """The JSON Schema draft a tap wrote.
+
+    Its `$schema`, else Draft 4 if the schema uses Draft 4's boolean `exclusiveMinimum`/
+    `exclusiveMaximum` (as singer-python taps write), else Draft 7.
+    """
+    if isinstance(schema.get("$schema"), str):
+        return jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
+    if any(_draft4_exclusive(node) for node in _schema_nodes(schema)):
+        return jsonschema.Draft4Validator
+    return jsonschema.Draft7Validator
+
+
+def _draft4_exclusive(node: dict[str, Any]) -> bool:
+    return any(isinstance(node.get(key), bool) for key in _EXCLUSIVE)
+
+
 def check_schema(schema: Any, stream: str) -> None:
-    """Check that a SCHEMA message holds a valid JSON Schema object.
+    """Check that a SCHEMA message holds a valid JSON Schema object, of any draft 4 to 2020-12.
 
     Raises:
         InputError: naming the stream and what is wrong with the schema.
     """
     if not isinstance(schema, dict):
         raise InputError(f"SCHEMA for stream '{shown(stream)}' is not a JSON object")
-    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
     try:
-        validator_class.check_schema(schema)
+        dialect(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(part) for part in exc.absolute_path) or "(root)"
         raise InputError(
@@ -114,15 +142,25 @@ def _only_type(node: dict[str, Any]) -> str | None:
     return non_null[0] if len(non_null) == 1 else None
 
 
-def with_bigquery_limits(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `schema` that also refuses values BigQuery cannot store in the mapped column.
+def with_bigquery_limits(schema: dict[str, Any], *, exact_numbers: bool = False) -> dict[str, Any]:
+    """A copy of `schema` for checking records: in Draft 7's form, held to BigQuery's limits.
 
+    Draft 4's boolean `exclusiveMinimum`/`exclusiveMaximum` become Draft 7's numbers.
     Integer nodes get INT64's bounds (tighter bounds of the schema itself are kept);
     `date-time` and `date` strings must start with a date BigQuery accepts (`DATE_PATTERN`),
-    unless the schema has its own `pattern` there.
+    unless the schema has its own `pattern` there. Array items may be null: BigQuery arrays
+    cannot hold NULL, so such elements are dropped when staged (`values`), whatever the tap
+    declared. A json/jsonb property takes scalars (`_allow_json_scalars`). Exact numbers
+    (`is_exact`) arrive as `Decimal`s, which a float `multipleOf` cannot divide: `values`
+    checks a top-level property's step exactly instead.
     """
     limited = copy.deepcopy(schema)
+    draft4 = dialect(schema) is jsonschema.Draft4Validator
+    if draft4 or dialect(schema) in _DRAFT7_ALIKE:
+        limited.pop("$schema", None)
     for node in _schema_nodes(limited):
+        if draft4:
+            _to_draft7_exclusives(node)
         kind = _only_type(node)
         if kind == "integer":
             low, high = node.get("minimum"), node.get("maximum")
@@ -130,18 +168,64 @@ def with_bigquery_limits(schema: dict[str, Any]) -> dict[str, Any]:
             node["maximum"] = min(high, INT64_MAX) if isinstance(high, int | float) else INT64_MAX
         elif kind == "string" and node.get("format") in DATE_FORMATS and "pattern" not in node:
             node["pattern"] = DATE_PATTERN
+        elif kind == "number" and is_exact(node, exact_numbers):
+            node.pop("multipleOf", None)  # checked exactly on the Decimal (`values`)
+        items = node.get("items")
+        if isinstance(items, dict):
+            _allow_null(items)
+        _allow_json_scalars(node)
     return limited
 
 
-def compile_validator(schema: dict[str, Any], stream: str) -> Validator:
-    """The fastest exact validator for the schema and BigQuery's limits (see the module doc)."""
-    limited = with_bigquery_limits(schema)
+def _allow_json_scalars(node: dict[str, Any]) -> None:
+    """`["object", "array"]` without more (singer-python's json/jsonb) also takes scalars.
+
+    Such a property is a JSON column, and Postgres' json holds scalars too; the tap's
+    declaration would fail the whole run at the first bare string.
+    """
+    kinds = node.get("type")
+    if not isinstance(kinds, list) or {k for k in kinds if k != "null"} != {"object", "array"}:
+        return
+    if not {"properties", "items", "additionalProperties"} & set(node):
+        node["type"] = [*kinds, "string", "number", "boolean"]
+
+
+def _to_draft7_exclusives(node: dict[str, Any]) -> None:
+    for exclusive, bound in _EXCLUSIVE.items():
+        flag = node.get(exclusive)
+        if isinstance(flag, bool):
+            del node[exclusive]
+            if flag and bound in node:
+                node[exclusive] = node.pop(bound)
+
+
+def _allow_null(items: dict[str, Any]) -> None:
+    kinds = items.get("type")
+    if isinstance(kinds, str) and kinds != "null":
+        items["type"] = [kinds, "null"]
+    elif isinstance(kinds, list) and "null" not in kinds:
+        items["type"] = [*kinds, "null"]
+    elif kinds is None and isinstance(items.get("anyOf"), list):
+        items["anyOf"] = [*items["anyOf"], {"type": "null"}]
+
+
+def compile_validator(
+    schema: dict[str, Any], stream: str, *, exact_numbers: bool = False
+) -> Validator:
+    """The fastest exact validator for the schema and BigQuery's limits (see the module doc).
+
+    Schemas of Drafts 2019-09 and 2020-12 that use keywords Draft 7 lacks are checked by
+    `jsonschema` for their own draft (slower, but never looser).
+    """
+    limited = with_bigquery_limits(schema, exact_numbers=exact_numbers)
+    if "$schema" in limited and any(set(node) & _NEWER_KEYWORDS for node in _schema_nodes(limited)):
+        return dialect(limited)(limited).validate
+    limited.pop("$schema", None)
     try:
         compiled = fastjsonschema.compile(limited, use_default=False, use_formats=False)
     except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
         log.warning("stream '%s': using the slower jsonschema validator (%s)", shown(stream), exc)
-        validator_class = jsonschema.validators.validator_for(limited, jsonschema.Draft7Validator)
-        return validator_class(limited).validate
+        return jsonschema.Draft7Validator(limited).validate
     struct = flat_struct(schema)
     if struct is None:
         return compiled
@@ -256,9 +340,11 @@ def block_decoder(
     return None if struct is None else msgspec.json.Decoder(struct)
 
 
-def explain(schema: dict[str, Any], record: Any, failure: ValidationFailure) -> str:
+def explain(
+    schema: dict[str, Any], record: Any, failure: ValidationFailure, *, exact_numbers: bool = False
+) -> str:
     """`field 'a.b': <reason>` for the first (most relevant) violation of the record."""
-    limited = with_bigquery_limits(schema)
+    limited = with_bigquery_limits(schema, exact_numbers=exact_numbers)
     validator_class = jsonschema.validators.validator_for(limited, jsonschema.Draft7Validator)
     error = best_match(validator_class(limited).iter_errors(record))
     if error is None:  # only the compiled validator objected; pass its own words on

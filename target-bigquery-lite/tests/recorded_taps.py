@@ -13,6 +13,7 @@ import gzip
 import json
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -65,9 +66,13 @@ class Fixture:
 
 
 def fixture_input(name: str, tmp_path: Path) -> Path:
-    """The fixture as a target input file, with the fixture folder put in for `@TAPS_DIR@`."""
+    """The fixture as a target input file in `tmp_path`, its BATCH files copied next to it
+    (the target reads batch files only under its `batch_roots`: the test's folder)."""
+    text = (TAPS / f"{name}.singer").read_text()
+    if TAPS_DIR_TOKEN in text:
+        shutil.copytree(TAPS / "batches", tmp_path / "batches", dirs_exist_ok=True)
     path = tmp_path / f"{name}.singer"
-    path.write_text((TAPS / f"{name}.singer").read_text().replace(TAPS_DIR_TOKEN, str(TAPS)))
+    path.write_text(text.replace(TAPS_DIR_TOKEN, str(tmp_path)))
     return path
 
 
@@ -129,10 +134,12 @@ def resolve(prop: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def without_properties(path: Path, names: tuple[str, ...]) -> Path:
-    """The recording without these (string-valued) properties in its SCHEMA and RECORD lines."""
+    """The recording without these properties (scalar-valued, not first in their object) in
+    its SCHEMA and RECORD lines."""
     text = path.read_text()
+    value = r'(\{[^{}]*\}|null|"[^"]*"|-?[0-9][0-9.eE+-]*)'
     for name in names:
-        text = re.sub(rf',"{name}":(\{{[^{{}}]*\}}|null|"[^"]*")', "", text)
+        text = re.sub(rf',\s*"{name}":\s*{value}', "", text)
         assert f'"{name}"' not in text, name
     path.write_text(text)
     return path

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,18 @@ from target_bigquery_lite.validate import (
 
 
 def test_parse_line_handles_what_python_taps_emit() -> None:
-    assert messages.parse_line(b'{"type": "RECORD", "v": NaN}', 1) == {"type": "RECORD", "v": None}
+    parsed = messages.parse_line(b'{"type": "RECORD", "v": [NaN, -Infinity, 1e400, 1.5]}', 1)
+    nan, minus_infinity, overflow, plain = parsed["v"]
+    assert isinstance(nan, messages.NonFinite)
+    assert nan.token() == "NaN"
+    assert isinstance(minus_infinity, messages.NonFinite)
+    assert minus_infinity.token() == "-Infinity"
+    assert isinstance(overflow, messages.Overflow)
+    assert not isinstance(overflow, messages.NonFinite)
+    assert type(plain) is float
+    exact = messages.parse_line(b'{"v": [5000000000000.123456789, 1E-9, 7]}', 1, exact=True)
+    assert exact["v"] == [Decimal("5000000000000.123456789"), Decimal("1E-9"), 7]
+    assert type(exact["v"][2]) is int
     with pytest.raises(InputError, match="input line 7 is not valid JSON"):
         messages.parse_line(b"{nope", 7)
     with pytest.raises(InputError, match="input line 3 is not a JSON object"):
