@@ -8,6 +8,7 @@ on free loopback ports, then runs each configuration in turn:
 
     tap            tap-flows > /dev/null
     target         target-bigquery-lite --input <recorded Singer file>
+    gcs            the same, batches staged in Cloud Storage (fake-gcs-server), kept as archive
     record         tap-flows | target-bigquery-lite                 (RECORD messages)
     batch          tap-flows | target-bigquery-lite                 (BATCH messages, plain files)
     jsonl          tap-flows | target-jsonl                          (baseline)
@@ -42,6 +43,7 @@ from typing import Any
 from dev_services.bigquery_emulator import DEFAULT_PROJECT, emulator_client, start_bigquery_emulator
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import Figures, source_figures, table_figures
+from dev_services.gcs_server import ensure_bucket, start_gcs_server, storage_client
 from dev_services.process import ROOT, Service, free_port
 from flows_orchestration.server import start_dagster
 from google.api_core.exceptions import NotFound
@@ -55,7 +57,8 @@ BIN = Path(sys.executable).parent
 Z3_BIN = ROOT / ".venv-z3" / "bin" / "target-bigquery"
 JSONL_BIN = ROOT / ".venv-jsonl" / "bin" / "target-jsonl"
 Z3_SHIM = ROOT / "bench" / "z3_shim"
-CONFIGS = ("tap", "target", "record", "batch", "jsonl", "z3", "meltano", "backfill")
+GCS_BUCKET = "bench-archive"
+CONFIGS = ("tap", "target", "gcs", "record", "batch", "jsonl", "z3", "meltano", "backfill")
 BATCH_FILE_ROWS = 100_000
 Z3_BATCH_ROWS = 100_000
 """z3's `batch_size` (rows per load job). Its default, 500, makes one load job per 500 rows
@@ -108,10 +111,19 @@ class Bench:
         say("starting flows-api and the BigQuery emulator (logs in .run/bench/.../run/)")
         self.api = start_flows_api(self.db, self.work / "flows-api.log")
         self.services.append(self.api)
-        self.bq = start_bigquery_emulator(self.work / "bq-data", self.work / "emulator.log")
+        self.gcs = None
+        if "gcs" in self.only:
+            self.gcs = start_gcs_server(self.work / "gcs-data", self.work / "gcs-server.log")
+            self.services.append(self.gcs)
+            ensure_bucket(storage_client(self.gcs.url), GCS_BUCKET)
+        self.bq = start_bigquery_emulator(
+            self.work / "bq-data",
+            self.work / "emulator.log",
+            storage_emulator=self.gcs.url if self.gcs else None,
+        )
         self.services.append(self.bq)
         self.client = emulator_client(self.bq.url, DEFAULT_PROJECT)
-        if not (self.home / "records.complete").exists() and {"target"} & self.only:
+        if not (self.home / "records.complete").exists() and {"target", "gcs"} & self.only:
             say("recording the tap's Singer output for the target-alone run (once)")
             with open(self.recorded, "wb") as out:
                 subprocess.run(
@@ -260,6 +272,21 @@ class Bench:
             self.bigquery_check("bench_target"),
             group="alone",
             note="validation on, MERGE on id",
+        )
+
+    def run_gcs(self) -> None:
+        """target-bigquery-lite alone, from the recorded Singer file, staging in Cloud Storage."""
+        assert self.gcs is not None
+        config = self.target_config(
+            "bench_gcs", gcs_bucket=GCS_BUCKET, gcs_endpoint=self.gcs.url, gcs_keep_objects=True
+        )
+        argv = [str(BIN / "target-bigquery-lite"), "--config", str(config)]
+        self.measure(
+            "target ← Singer file, staged in Cloud Storage",
+            [Stage("target", [*argv, "--input", str(self.recorded)])],
+            self.bigquery_check("bench_gcs"),
+            group="alone",
+            note="fake-gcs-server; objects kept as the archive; validation on, MERGE on id",
         )
 
     def run_record(self) -> None:
@@ -454,6 +481,7 @@ class Bench:
             "jsonl": self.run_jsonl,
             "meltano": self.run_meltano,
             "backfill": self.run_backfill,
+            "gcs": self.run_gcs,
             "z3": self.run_z3,
         }
         for key, step in steps.items():
