@@ -22,11 +22,12 @@ from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
+from target_bigquery_lite.layout import Layout
 from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
 from target_bigquery_lite.schema_evolution import load_fields
 from target_bigquery_lite.stage import StagedFile
-from target_bigquery_lite.tables import Layout, Tables, run_table_name
+from target_bigquery_lite.tables import Tables, run_table_name
 
 log = logging.getLogger("target_bigquery_lite")
 
