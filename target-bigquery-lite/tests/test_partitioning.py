@@ -251,3 +251,35 @@ def test_an_existing_table_keeps_its_layout_and_filters_on_it(
     (sql,) = merges(bq_client, bq_dataset, second.stderr)
     assert target_filter(sql) == "_TABLE_target.`time` BETWEEN 0 AND 99"  # the table's 100
     assert [(row["id"], row["time"]) for row in rows("flows")] == [(1, 7), (2, 8)]
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_batch_files_staged_unread_get_their_bounds_from_the_staging_table(
+    tmp_path: Path,
+    target_config: Callable[..., Path],
+    bq_client: bigquery.Client,
+    bq_dataset: str,
+    rows: Callable[..., list[dict[str, Any]]],
+    validate: bool,
+) -> None:
+    config = target_config(
+        partition_field="time",
+        partition_range=RANGE,
+        merge_partition_filter=True,
+        validate_records=validate,
+    )
+    assert run_target(config, flows([(i, i * 5) for i in range(200)])).returncode == 0
+    batch_file = tmp_path / "increment.jsonl"
+    batch_file.write_text("".join(f'{{"id": {i}, "time": {t}, "v": "b"}}\n' for i, t in
+                                  [(1, 5), (300, 420), (301, 470)]))  # fmt: skip
+    schema = {"type": "SCHEMA", "stream": "flows", "schema": FLOWS_SCHEMA, "key_properties": ["id"]}
+    manifest = {"type": "BATCH", "stream": "flows", "encoding": {"format": "jsonl"},
+                "manifest": [batch_file.as_uri()]}  # fmt: skip
+    result = run_target(config, singer_lines(schema, manifest))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"job bqlite_\S+_bounds_0: SELECT", result.stderr), result.stderr
+    (sql,) = merges(bq_client, bq_dataset, result.stderr)
+    assert target_filter(sql) == "_TABLE_target.`time` BETWEEN 0 AND 499"
+    got = {row["id"]: (row["time"], row["v"]) for row in rows("flows")}
+    assert len(got) == 202
+    assert (got[1], got[300], got[301], got[2]) == ((5, "b"), (420, "b"), (470, "b"), (10, "v2-10"))

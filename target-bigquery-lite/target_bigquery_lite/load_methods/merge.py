@@ -171,13 +171,13 @@ def _batch_bounds(
     column = quote(partition.name)
     sql = (
         f"SELECT MIN({column}) AS low, MAX({column}) AS high, "
-        f"COUNTIF({column} IS NULL) > 0 AS nulls "
+        f"COUNTIF({column} IS NULL) > 0 AS has_nulls "
         f"FROM {quote_table(tables.project, tables.dataset, staging)}"
     )
     job = tables.runner.query(step_name(batch, plan.table, "bounds"), sql)
     row = next(iter(job.result()))
     asked = Bounds(partition.prop, partition.kind)
-    asked.low, asked.high, asked.nulls = row["low"], row["high"], bool(row["nulls"])
+    asked.low, asked.high, asked.nulls = row["low"], row["high"], bool(row["has_nulls"])
     return asked
 
 
