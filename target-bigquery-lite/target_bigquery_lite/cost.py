@@ -2,9 +2,9 @@
 
 On-demand pricing bills the bytes a query reads (loads are free), so every job logs its
 kind and the figures BigQuery returns for it: bytes processed, bytes billed, slot
-milliseconds. The local emulator returns none of them; the report then says so instead
-of printing zeros (the tests and the benchmark estimate what a MERGE admits, see
-`bench/README.md`). One ledger serves both threads' job runners.
+milliseconds. A local emulator (`api_endpoint` set) returns none or zeros; the report then
+labels its figures as the emulator's (the tests and the benchmark estimate what a MERGE
+admits, see `bench/README.md`). One ledger serves both threads' job runners.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+EMULATED = " (as the emulator reports them: it counts no bytes)"
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -29,7 +31,7 @@ class CostTotals:
     reported: int = 0
     """How many jobs came back with byte counts (zero against the emulator)."""
 
-    def describe(self) -> str:
+    def describe(self, emulated: bool = False) -> str:
         """`3 jobs (1 LOAD, 1 MERGE, 1 SELECT), 10.0 MB processed, 10.0 MB billed, 120 slot ms`."""
         jobs = sum(self.kinds.values())
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.kinds.items()))
@@ -39,14 +41,15 @@ class CostTotals:
             if self.reported
             else "no byte counts returned (an emulator)"
         )
-        return f"{jobs} job(s) ({kinds}), {figures}"
+        return f"{jobs} job(s) ({kinds}), {figures}" + (EMULATED if emulated else "")
 
 
 class CostLedger:
     """Every job of the run, by table (the label in its step name, see `jobs.step_name`)."""
 
-    def __init__(self) -> None:
-        """An empty ledger."""
+    def __init__(self, *, emulated: bool = False) -> None:
+        """An empty ledger; `emulated`: the jobs run on an emulator (`api_endpoint`)."""
+        self.emulated = emulated
         self._lock = threading.Lock()
         self._tables: dict[str, CostTotals] = {}
 
@@ -60,12 +63,13 @@ class CostLedger:
             log.info("job %s: %s (no byte counts returned)", job.job_id, kind)
         else:
             log.info(
-                "job %s: %s, %s processed, %s billed, %s slot ms",
+                "job %s: %s, %s processed, %s billed, %s slot ms%s",
                 job.job_id,
                 kind,
                 _size(processed or 0),
                 _size(billed or 0),
                 slot_ms or 0,
+                EMULATED if self.emulated else "",
             )
         with self._lock:
             totals = self._tables.setdefault(table_label(step), CostTotals())
@@ -76,10 +80,11 @@ class CostLedger:
                 totals.billed += billed or 0
                 totals.slot_ms += slot_ms or 0
 
-    def totals(self, label: str) -> CostTotals | None:
+    def summary(self, label: str) -> str | None:
         """The totals of the table with this label (`jobs.object_label`), if it ran jobs."""
         with self._lock:
-            return self._tables.get(label)
+            totals = self._tables.get(label)
+            return totals.describe(self.emulated) if totals is not None else None
 
 
 def table_label(step: str) -> str:

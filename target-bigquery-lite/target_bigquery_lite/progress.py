@@ -87,9 +87,9 @@ class Progress:
                 counts.committed,
                 counts.batches,
             )
-            totals = costs.totals(object_label(counts.table)) if costs is not None else None
-            if totals is not None:
-                log.info("cost %s: %s", shown(name), totals.describe())
+            cost = costs.summary(object_label(counts.table)) if costs is not None else None
+            if cost is not None:
+                log.info("cost %s: %s", shown(name), cost)
         log.info(
             "%s: %d records in %.1f s (%.0f records/s)",
             "done" if succeeded else "failed",

@@ -42,7 +42,7 @@ class Warehouse:
         self._tables: Tables | None = None
         self._committer: Committer | None = None
         self._objects: GcsStaging | None = None
-        self.costs = CostLedger()
+        self.costs = CostLedger(emulated=settings.api_endpoint is not None)
         if settings.gcs_bucket:  # imported only then: google-cloud-storage costs start-up time
             from target_bigquery_lite.gcs_staging import GcsStaging
 

@@ -131,8 +131,12 @@ def test_the_cost_ledger_totals_per_table(caplog: pytest.LogCaptureFixture) -> N
     assert "job j1: MERGE, 2.0 MB processed, 10.5 MB billed, 40 slot ms" in caplog.text
     assert "job j2: LOAD (no byte counts returned)" in caplog.text
     assert table_label(step_name(None, "a_b_c", "versions")) == object_label("a_b_c")
-    totals = ledger.totals(object_label("flows"))
-    assert totals is not None
-    assert totals.describe() == (
+    assert ledger.summary(object_label("flows")) == (
         "2 job(s) (1 LOAD, 1 MERGE), 2.0 MB processed, 10.5 MB billed, 40 slot ms"
+    )
+    assert ledger.summary(object_label("other")) is None
+    emulated = CostLedger(emulated=True)
+    emulated.record(step_name(1, "flows", "merge"), merge)
+    assert str(emulated.summary(object_label("flows"))).endswith(
+        "(as the emulator reports them: it counts no bytes)"
     )
