@@ -7,6 +7,8 @@ merged and measured. The emulator returns no byte counts, so the MERGE's stateme
 back by its job id and `dev_services.merge_cost` estimates the bytes its target side
 admits: the rows of the partitions its constant filter admits times their size. With
 `merge_partition_filter` that stays flat in the table size; without it, it is the table.
+An insert-only MERGE (`merge_update: false`) reads only the target's `id` and `time`, so
+the estimate counts those two columns for it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ FLOWS_LAYOUT = {
 SETTINGS = (
     ("merge, unfiltered", FLOWS_LAYOUT),
     ("merge_partition_filter", {**FLOWS_LAYOUT, "merge_partition_filter": True}),
+    ("merge_update false", {**FLOWS_LAYOUT, "merge_partition_filter": True, "merge_update": False}),
 )
 MERGE_JOB = re.compile(rb"job (bqlite_\S+_merge_\d+): MERGE")
 
@@ -78,19 +81,25 @@ def run_cost(bench: Bench) -> None:
         name = f"cost: {delta_rows:,}-row increment, {label}"
         log = bench.log_path(name)
 
-        def check(dataset: str = dataset, log: Path = log) -> tuple[bool, str]:
-            return _admitted_detail(bench, dataset, log, delta_rows)
+        columns = None if settings.get("merge_update", True) else ("id", "time")
+
+        def check(
+            dataset: str = dataset, log: Path = log, columns: tuple[str, ...] | None = columns
+        ) -> tuple[bool, str]:
+            return _admitted_detail(bench, dataset, log, delta_rows, columns)
 
         bench.measure(name, [Stage("target", [*target, str(delta)])], check, group="cost")
 
 
-def _admitted_detail(bench: Bench, dataset: str, log: Path, delta_rows: int) -> tuple[bool, str]:
+def _admitted_detail(
+    bench: Bench, dataset: str, log: Path, delta_rows: int, columns: tuple[str, ...] | None
+) -> tuple[bool, str]:
     """The row check (table = source + increment) and the MERGE's admitted bytes."""
     table_id = f"{bench.client.project}.{dataset}.flows"
     location = bench.client.get_dataset(dataset).location
     jobs = MERGE_JOB.findall(log.read_bytes())
     sql = bench.client.get_job(jobs[-1].decode(), location=location).query
-    found = admitted(bench.client, table_id, sql)
+    found = admitted(bench.client, table_id, sql, columns)
     assert bench.expected is not None
     ok = found.table_rows == bench.expected.rows + delta_rows
     bench.client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)

@@ -39,10 +39,17 @@ def target_filter(sql: str) -> str | None:
     return found.group("filter") if found else None
 
 
-def admitted(client: bigquery.Client, table_id: str, sql: str) -> Admitted:
-    """Rows and bytes of `table_id` in the partitions the MERGE `sql` admits (estimate)."""
+def admitted(
+    client: bigquery.Client, table_id: str, sql: str, columns: tuple[str, ...] | None = None
+) -> Admitted:
+    """Rows and bytes of `table_id` in the partitions the MERGE `sql` admits (estimate).
+
+    `columns`: the target columns the statement reads (all of them with an UPDATE clause;
+    an insert-only MERGE reads only its key and filter columns).
+    """
     table = client.get_table(table_id)
-    size = " + ".join(_size_sql(field) for field in table.schema) or "0"
+    read = [f for f in table.schema if columns is None or f.name in columns]
+    size = " + ".join(_size_sql(field) for field in read) or "0"
     where = _admitted_sql(table, target_filter(sql))
     query = (
         f"SELECT COUNTIF({where}) AS rows_in, SUM(IF({where}, {size}, 0)) AS bytes_in, "

@@ -131,6 +131,14 @@ SETTINGS: tuple[Setting, ...] = (
         False,
     ),
     Setting(
+        "merge_update",
+        "boolean",
+        "false: the MERGE only inserts keys the table lacks (`WHEN NOT MATCHED` only, so it "
+        "reads only the target's key and partition columns); the row first committed for a "
+        "key stays. For rows that never change.",
+        True,
+    ),
+    Setting(
         "cluster_fields",
         "array",
         "Up to four columns to cluster new tables on, where the stream has them all.",
@@ -219,6 +227,7 @@ class Settings:
     partition_granularity: str = "DAY"
     partition_range: IntegerRange | None = None
     merge_partition_filter: bool = False
+    merge_update: bool = True
     cluster_fields: tuple[str, ...] = ()
     table_prefix: str = ""
     add_metadata_columns: bool = False
@@ -278,6 +287,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         if "partition_range" in values
         else None,
         merge_partition_filter=_boolean(values, "merge_partition_filter", default=False),
+        merge_update=_boolean(values, "merge_update", default=True),
         cluster_fields=_cluster_fields(values),
         table_prefix=_pattern(values, "table_prefix", _PREFIX_RE, "letters, digits, underscores")
         if "table_prefix" in values

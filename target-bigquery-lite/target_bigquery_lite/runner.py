@@ -409,6 +409,7 @@ class Runner:
             keys=spec.key_columns,
             layout=table_layout(wanted, self.settings, spec.name),
             run_id=self.run_id,
+            merge_update=self.settings.merge_update,
         )
         return self.warehouse.prepare(spec.method, request)
 

@@ -282,3 +282,33 @@ def test_batch_files_staged_unread_get_their_bounds_from_the_staging_table(
     got = {row["id"]: (row["time"], row["v"]) for row in rows("flows")}
     assert len(got) == 202
     assert (got[1], got[300], got[301], got[2]) == ((5, "b"), (420, "b"), (470, "b"), (10, "v2-10"))
+
+
+def test_merge_update_false_only_inserts_new_keys(
+    target_config: Callable[..., Path],
+    bq_client: bigquery.Client,
+    bq_dataset: str,
+    rows: Callable[..., list[dict[str, Any]]],
+) -> None:
+    config = target_config(
+        partition_field="time", partition_range=RANGE, merge_partition_filter=True,
+        merge_update=False,
+    )  # fmt: skip
+    schema = {"type": "SCHEMA", "stream": "flows", "schema": FLOWS_SCHEMA, "key_properties": ["id"]}
+
+    def run(*records: tuple[int, int, str]) -> str:
+        messages = [
+            {"type": "RECORD", "stream": "flows", "record": {"id": i, "time": t, "v": v}}
+            for i, t, v in records
+        ]
+        result = run_target(config, singer_lines(schema, *messages))
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    run((1, 5, "first"), (2, 6, "first"), (2, 6, "latest in the batch"))
+    stderr = run((1, 5, "second"), (3, 7, "second"))
+    (sql,) = merges(bq_client, bq_dataset, stderr)
+    assert "WHEN MATCHED" not in sql
+    assert "WHEN NOT MATCHED THEN INSERT" in sql
+    got = [(row["id"], row["v"]) for row in rows("flows")]
+    assert got == [(1, "first"), (2, "latest in the batch"), (3, "second")]

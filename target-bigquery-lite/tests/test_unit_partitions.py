@@ -140,3 +140,11 @@ def test_the_cost_ledger_totals_per_table(caplog: pytest.LogCaptureFixture) -> N
     assert str(emulated.summary(object_label("flows"))).endswith(
         "(as the emulator reports them: it counts no bytes)"
     )
+
+
+def test_an_insert_only_merge_has_no_update_clause() -> None:
+    sql = build_merge_sql("`p`.`d`.`t`", "`p`.`d`.`s`", ["id"], ["id", "v"], update=False)
+    assert "WHEN MATCHED" not in sql
+    assert sql.endswith(
+        "WHEN NOT MATCHED THEN INSERT (`id`, `v`)\n  VALUES (_TABLE_batch.`id`, _TABLE_batch.`v`)"
+    )

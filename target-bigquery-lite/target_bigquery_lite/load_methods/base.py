@@ -26,6 +26,7 @@ class TableRequest:
     keys: tuple[str, ...]
     layout: Layout
     run_id: str
+    merge_update: bool = True
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TablePlan:
     table spells them); `load_fields` the schema of each batch's load job; `destination`
     the table those loads go to. `partition`: the column whose bounds the runner tracks
     per batch (see `layout.tracked_partition`); `filter_merges`: whether statements on
-    the table restrict it to those bounds.
+    the table restrict it to those bounds; `merge_update`: false for insert-only MERGEs.
     """
 
     stream: str
@@ -49,6 +50,7 @@ class TablePlan:
     run_id: str
     partition: PartitionColumn | None = None
     filter_merges: bool = False
+    merge_update: bool = True
 
 
 class LoadMethod(Protocol):

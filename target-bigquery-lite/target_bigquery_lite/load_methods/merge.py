@@ -97,6 +97,7 @@ class MergeMethod:
             run_id=request.run_id,
             partition=partition,
             filter_merges=request.layout.filter_merges and partition is not None,
+            merge_update=request.merge_update,
         )
 
     def commit(self, tables: Tables, plan: TablePlan, staged: StagedFile, batch: int) -> None:
@@ -130,6 +131,7 @@ class MergeMethod:
             plan.keys,
             columns,
             target_filter,
+            update=plan.merge_update,
         )
         tables.runner.query(step_name(batch, plan.table, "merge"), sql)
         merged = time.monotonic()
@@ -207,6 +209,8 @@ def build_merge_sql(
     keys: Sequence[str],
     columns: Sequence[str],
     target_filter: str | None = None,
+    *,
+    update: bool = True,
 ) -> str:
     """MERGE the staging table `source` into `target` on `keys`, latest record winning.
 
@@ -218,7 +222,8 @@ def build_merge_sql(
     `target_filter` (built by `partitions.target_filter_sql` on `TARGET_ALIAS`) restricts
     the target side in the ON clause, where BigQuery prunes on it; a target row outside it
     is never matched, hence `merge_partition_filter`'s rule that partition values never
-    change.
+    change. `update=False` leaves matched rows alone (`merge_update: false`): the statement
+    then reads only the target's key (and filter) columns.
     """
     keys_sql = [quote(key) for key in keys]
     columns_sql = [quote(column) for column in columns]
@@ -231,7 +236,7 @@ def build_merge_sql(
     updates = ",\n    ".join(
         f"{col} = {batch_row}.{col}" for col in columns_sql if col not in keys_sql
     )
-    update_clause = f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n" if updates else ""
+    update_clause = f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n" if updates and update else ""
     values = ", ".join(f"{batch_row}.{col}" for col in columns_sql)
     return (
         f"MERGE {target} AS {target_row}\n"
