@@ -131,6 +131,14 @@ SETTINGS: tuple[Setting, ...] = (
         False,
     ),
     Setting(
+        "require_partition_filter",
+        "boolean",
+        "Create partitioned tables that require a partition filter in every query (BigQuery "
+        "refuses unfiltered ones, so nobody scans the whole table by accident). The target's "
+        "own statements always carry one, on tables made elsewhere too.",
+        False,
+    ),
+    Setting(
         "merge_update",
         "boolean",
         "false: the MERGE only inserts keys the table lacks (`WHEN NOT MATCHED` only, so it "
@@ -227,6 +235,7 @@ class Settings:
     partition_granularity: str = "DAY"
     partition_range: IntegerRange | None = None
     merge_partition_filter: bool = False
+    require_partition_filter: bool = False
     merge_update: bool = True
     cluster_fields: tuple[str, ...] = ()
     table_prefix: str = ""
@@ -287,6 +296,7 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         if "partition_range" in values
         else None,
         merge_partition_filter=_boolean(values, "merge_partition_filter", default=False),
+        require_partition_filter=_boolean(values, "require_partition_filter", default=False),
         merge_update=_boolean(values, "merge_update", default=True),
         cluster_fields=_cluster_fields(values),
         table_prefix=_pattern(values, "table_prefix", _PREFIX_RE, "letters, digits, underscores")
@@ -319,7 +329,12 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
     if settings.partition_field is None:
         warnings += [
             f"config: '{key}' has no effect without 'partition_field'"
-            for key in ("partition_granularity", "partition_range", "merge_partition_filter")
+            for key in (
+                "partition_granularity",
+                "partition_range",
+                "merge_partition_filter",
+                "require_partition_filter",
+            )
             if key in values
         ]
     return settings, warnings

@@ -39,9 +39,11 @@ class CostTotals:
             f"{_size(self.processed)} processed, {_size(self.billed)} billed, "
             f"{self.slot_ms} slot ms"
             if self.reported
-            else "no byte counts returned (an emulator)"
+            else "no byte counts returned"
         )
-        return f"{jobs} job(s) ({kinds}), {figures}" + (EMULATED if emulated else "")
+        return f"{jobs} job(s) ({kinds}), {figures}" + (
+            EMULATED if emulated and self.reported else ""
+        )
 
 
 class CostLedger:

@@ -13,7 +13,7 @@ naming both, and statements filter on the partitioning the table really has.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
@@ -38,6 +38,8 @@ class PartitionColumn:
     prop: str
     int_range: IntegerRange | None = None
     granularity: str | None = None
+    required: bool = False
+    """Whether the table requires a partition filter in every statement."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Layout:
     int_range: IntegerRange | None = None
     cluster_fields: tuple[str, ...] = ()
     filter_merges: bool = False
+    require_filter: bool = False
 
     @property
     def partition_field(self) -> str | None:
@@ -81,6 +84,8 @@ class Layout:
             )
         if self.cluster_fields:
             table.clustering_fields = list(self.cluster_fields)
+        if self.partition is not None and self.require_filter:
+            table.require_partition_filter = True
 
 
 def table_layout(fields: tuple[SchemaField, ...], settings: Settings, stream: str) -> Layout:
@@ -125,7 +130,8 @@ def table_layout(fields: tuple[SchemaField, ...], settings: Settings, stream: st
                 )
         clustered = tuple(field.name for field in cluster if field is not None)
     filter_merges = settings.merge_partition_filter and partition is not None
-    return Layout(partition, granularity, int_range, clustered, filter_merges)
+    required = settings.require_partition_filter and partition is not None
+    return Layout(partition, granularity, int_range, clustered, filter_merges, required)
 
 
 def _check_partitioning(field: SchemaField, settings: Settings, stream: str) -> None:
@@ -154,17 +160,21 @@ def existing_layout(table: bigquery.Table) -> Layout:
     by_name = {field.name.lower(): canonical(field) for field in table.schema}
     partition, granularity, int_range = None, None, None
     ranged, timed = table.range_partitioning, table.time_partitioning
+    required = bool(table.require_partition_filter)
     if ranged is not None and ranged.field:
         r = ranged.range_
         int_range = IntegerRange(int(r.start), int(r.end), int(r.interval))
-        partition = PartitionColumn(ranged.field, "INT64", ranged.field, int_range)
+        partition = PartitionColumn(ranged.field, "INT64", ranged.field, int_range, None, required)
     elif timed is not None:
         granularity = timed.type_ or "DAY"
         if timed.field:
             kind = by_name.get(timed.field.lower())
             kind_name = kind.field_type if kind else "TIMESTAMP"
-            partition = PartitionColumn(timed.field, kind_name, timed.field, None, granularity)
-    return Layout(partition, granularity, int_range, tuple(table.clustering_fields or ()))
+            partition = PartitionColumn(
+                timed.field, kind_name, timed.field, None, granularity, required
+            )
+    clusters = tuple(table.clustering_fields or ())
+    return Layout(partition, granularity, int_range, clusters, require_filter=required)
 
 
 def differs(existing: Layout, configured: Layout) -> bool:
@@ -183,17 +193,18 @@ def tracked_partition(
 ) -> PartitionColumn | None:
     """The partitioning column whose batch bounds are tracked, if any.
 
-    Tracked when MERGEs filter on it, or when it is an integer range (values outside it
-    are warned about). The column is the table's own (`actual`, which wins over the
-    configured one); its record key comes from the stream's columns.
+    Tracked when MERGEs filter on it, when it is an integer range (values outside it
+    are warned about), or when the table requires a partition filter. The column is the
+    table's own (`actual`, which wins over the configured one); its record key comes from
+    the stream's columns.
     """
     column = actual.partition
-    if column is None or not (configured.filter_merges or column.int_range is not None):
+    if column is None:
+        return None
+    if not (configured.filter_merges or column.required or column.int_range is not None):
         return None
     for field in wanted:
         if field.name.lower() == column.name.lower():
             prop = source_of(field) or field.name
-            return PartitionColumn(
-                column.name, column.kind, prop, column.int_range, column.granularity
-            )
+            return replace(column, prop=prop)
     return None

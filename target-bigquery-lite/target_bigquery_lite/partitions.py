@@ -35,12 +35,6 @@ class IntegerRange:
         """How many partitions the range makes (the last one may be shorter)."""
         return -(-(self.end - self.start) // self.interval)
 
-    def partition_of(self, value: int) -> int | None:
-        """The partition number of `value`; None: `__UNPARTITIONED__` (outside the range)."""
-        if not self.start <= value < self.end:
-            return None
-        return (value - self.start) // self.interval
-
 
 def parse_range(value: Any) -> IntegerRange:
     """Check a `partition_range` setting: integers, start < end, interval > 0, <= 10,000.
@@ -211,3 +205,20 @@ def _next_partition(start: Any, unit: str) -> Any | None:
         return start.replace(year=start.year + 1)
     except (OverflowError, ValueError):
         return None
+
+
+_LOWEST = {
+    "INT64": "-9223372036854775808",
+    "DATE": "DATE '0001-01-01'",
+    "TIMESTAMP": "TIMESTAMP '0001-01-01 00:00:00+00'",
+    "DATETIME": "DATETIME '0001-01-01 00:00:00'",
+}
+
+
+def all_partitions_sql(column: str, kind: str) -> str:
+    """A constant filter every row passes, for whole-table statements.
+
+    A table that requires a partition filter (`require_partition_filter`) refuses a
+    statement without one, even one meant for every row.
+    """
+    return f"({column} IS NULL OR {column} >= {_LOWEST[kind]})"

@@ -18,9 +18,10 @@ from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.errors import ConfigError, SchemaChangeError
-from target_bigquery_lite.identifiers import shown
+from target_bigquery_lite.identifiers import quote, shown
 from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner, object_label
 from target_bigquery_lite.layout import Layout, differs, existing_layout
+from target_bigquery_lite.partitions import all_partitions_sql
 from target_bigquery_lite.schema_evolution import reconcile
 
 STAGING_EXPIRATION = timedelta(days=7)
@@ -245,6 +246,14 @@ class Tables:
                 return None
 
         return self.runner.call(f"get table {table_id}", get)
+
+
+def whole_table_filter(tables: Tables, name: str) -> str | None:
+    """A filter admitting every row, if table `name` requires a partition filter."""
+    partition = tables.layout_of(name).partition
+    if partition is None or not partition.required:
+        return None
+    return all_partitions_sql(quote(partition.name), partition.kind)
 
 
 def stream_label(stream: str) -> str:

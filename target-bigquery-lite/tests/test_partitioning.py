@@ -15,8 +15,20 @@ from typing import Any
 
 import pytest
 from dev_services.merge_cost import admitted, target_filter
+from dev_services.sql_catalog import TableRef
+from dev_services.sql_checks import check_sql
+from dev_services.zetasql_engine import engine
 from google.cloud import bigquery
 
+from target_bigquery_lite.load_methods.merge import build_merge_sql
+from target_bigquery_lite.load_methods.overwrite import build_replace_sql
+from target_bigquery_lite.partitions import (
+    Bounds,
+    IntegerRange,
+    all_partitions_sql,
+    target_filter_sql,
+)
+from target_bigquery_lite.versions import build_delete_old_versions_sql
 from tests.conftest import run_target, singer_lines
 
 RANGE = {"start": 0, "end": 1_000, "interval": 100}
@@ -312,3 +324,75 @@ def test_merge_update_false_only_inserts_new_keys(
     assert "WHEN NOT MATCHED THEN INSERT" in sql
     got = [(row["id"], row["v"]) for row in rows("flows")]
     assert got == [(1, "first"), (2, "latest in the batch"), (3, "second")]
+
+
+def test_require_partition_filter_makes_tables_the_front_refuses_unfiltered_queries_on(
+    target_config: Callable[..., Path], bq_client: bigquery.Client, bq_dataset: str,
+    strict_bigquery: Any,
+) -> None:  # fmt: skip
+    config = target_config(
+        partition_field="time", partition_range=RANGE, require_partition_filter=True,
+        load_method="append",
+    )  # fmt: skip
+    assert run_target(config, flows([(1, 5), (2, 150)])).returncode == 0
+    table_id = f"flows-local.{bq_dataset}.flows"
+    assert bq_client.get_table(table_id).require_partition_filter
+    with pytest.raises(Exception, match="without a filter over column"):
+        bq_client.query(f"SELECT COUNT(*) FROM `{table_id}`").result()
+    assert len(strict_bigquery.claim("partition-filter")) == 1
+    # (The emulator cannot run even a filtered query on such a table: its own check expects
+    # _PARTITIONTIME for integer-range partitioning. Statements are analyzed below instead.)
+
+
+REQUIRED_TABLE = {
+    "schema": {"fields": [{"name": "id", "type": "INTEGER"}, {"name": "time", "type": "INTEGER"},
+                          {"name": "v", "type": "STRING"}, {"name": "_sdc_table_version",
+                          "type": "INTEGER"}, {"name": "_bqlite_run", "type": "STRING"}]},
+    "rangePartitioning": {"field": "time", "range": {"start": "0", "end": "1000",
+                                                     "interval": "100"}},
+    "requirePartitionFilter": True,
+}  # fmt: skip
+
+
+def test_every_statement_on_a_table_requiring_a_partition_filter_carries_one() -> None:
+    """ZetaSQL and the front's partition check, on each statement the target sends.
+
+    The emulator itself cannot run them on such a table (its own check reads only WHERE
+    clauses and knows only time partitioning), so they are analyzed, not executed.
+    """
+    target, staging = "`p`.`d`.`flows`", "`p`.`d`.`staging`"
+
+    def resource(ref: TableRef) -> dict[str, Any]:
+        if ref.table == "flows":
+            return REQUIRED_TABLE
+        fields = [*REQUIRED_TABLE["schema"]["fields"], {"name": "_bqlite_seq", "type": "INTEGER"}]
+        return {"schema": {"fields": fields}}
+
+    column = "_TABLE_target.`time`"
+    bounds = Bounds("time", "INT64")
+    bounds.see({"time": 120})
+    everything = all_partitions_sql("`time`", "INT64")
+    statements = {
+        "pruned MERGE": build_merge_sql(
+            target, staging, ["id"], ["id", "time", "v"],
+            target_filter_sql(column, "INT64", bounds, None, IntegerRange(0, 1_000, 100)),
+        ),
+        "whole-table MERGE": build_merge_sql(
+            target, staging, ["id"], ["id", "time", "v"], all_partitions_sql(column, "INT64")
+        ),
+        "version clean-up": build_delete_old_versions_sql(target, partition_filter=everything),
+        "overwrite": build_replace_sql(target, staging, ["id", "time", "v"], everything),
+    }  # fmt: skip
+    parameters = [
+        {"name": "version", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "1"}},
+        {"name": "run", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "r"}},
+    ]
+    for what, sql in statements.items():
+        report = check_sql(
+            engine(), sql, parameters, project="p", default_dataset=None, fetch_table=resource
+        )
+        assert (what, report.errors, report.partition_errors) == (what, [], [])
+    unfiltered = build_merge_sql(target, staging, ["id"], ["id", "time", "v"])
+    report = check_sql(engine(), unfiltered, [], project="p", default_dataset=None,
+                       fetch_table=resource)  # fmt: skip
+    assert report.partition_errors

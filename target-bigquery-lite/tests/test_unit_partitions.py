@@ -27,10 +27,8 @@ FLOWS = IntegerRange(0, 315_576_000, 43_200)
 
 def test_the_flows_range_makes_7305_partitions_of_12_hours() -> None:
     assert FLOWS.partitions == 7_305
-    assert FLOWS.partition_of(43_199) == 0
-    assert FLOWS.partition_of(43_200) == 1
-    assert FLOWS.partition_of(315_576_000) is None  # __UNPARTITIONED__
-    assert FLOWS.partition_of(-1) is None
+    assert partition_span(43_199, 43_200, "INT64", None, FLOWS) == (0, 86_399)
+    assert IntegerRange(0, 10, 3).partitions == 4  # the last one is shorter
 
 
 def test_ranges_at_and_past_the_10000_limit() -> None:

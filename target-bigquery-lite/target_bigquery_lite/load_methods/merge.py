@@ -31,7 +31,7 @@ from target_bigquery_lite.jobs import step_name
 from target_bigquery_lite.layout import tracked_partition
 from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
-from target_bigquery_lite.partitions import Bounds, target_filter_sql
+from target_bigquery_lite.partitions import Bounds, all_partitions_sql, target_filter_sql
 from target_bigquery_lite.schema_evolution import canonical_type, load_fields, source_of
 from target_bigquery_lite.stage import StagedFile
 from target_bigquery_lite.tables import Tables, staging_table_name
@@ -82,10 +82,8 @@ class MergeMethod:
         fields = tables.ensure_table(
             request.table, request.wanted, request.layout, stream=request.stream
         )
-        partition = None
-        if request.layout.partition is not None:  # the table's own layout wins
-            actual = tables.layout_of(request.table)
-            partition = tracked_partition(actual, request.layout, fields)
+        actual = tables.layout_of(request.table)  # the table's own layout wins
+        partition = tracked_partition(actual, request.layout, fields)
         return TablePlan(
             stream=request.stream,
             table=request.table,
@@ -119,12 +117,14 @@ class MergeMethod:
         if plan.partition is not None:
             bounds = _batch_bounds(tables, plan, staged, staging, batch)
             _warn_outside_range(plan, bounds, batch)
+            part = plan.partition
+            column = f"{TARGET_ALIAS}.{quote(part.name)}"
             if plan.filter_merges and bounds is not None:
-                part = plan.partition
-                column = f"{TARGET_ALIAS}.{quote(part.name)}"
                 target_filter = target_filter_sql(
                     column, part.kind, bounds, part.granularity, part.int_range
                 )
+            elif part.required:  # the whole table, as a filter the table accepts
+                target_filter = all_partitions_sql(column, part.kind)
         sql = build_merge_sql(
             quote_table(tables.project, tables.dataset, plan.table),
             quote_table(tables.project, tables.dataset, staging),
