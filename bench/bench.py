@@ -16,6 +16,8 @@ on free loopback ports, then runs each configuration in turn:
                    with the table already there                      (baseline)
     meltano        meltano run tap-flows target-bigquery-lite
     backfill       the Dagster backfill (flows-orchestration) with 1, 2 and 4 partitions
+    cost           an incremental MERGE into a table of all the rows, unfiltered and with
+                   merge_partition_filter: the bytes its target side admits (bench/cost.py)
 
 For each: records/s (wall clock, process start to exit), CPU seconds per million records
 (user+sys of the tap and the target, from the kernel's rusage of each process), the max RSS
@@ -49,6 +51,7 @@ from flows_orchestration.server import start_dagster
 from google.api_core.exceptions import NotFound
 
 from bench.checks import compare, jsonl_figures, tap_record_count
+from bench.cost import run_cost
 from bench.paper import paper_estimate
 from bench.processes import Stage, TreeSampler, run_pipeline, service_cpu
 from bench.report import Result, machine, write_results
@@ -58,7 +61,9 @@ Z3_BIN = ROOT / ".venv-z3" / "bin" / "target-bigquery"
 JSONL_BIN = ROOT / ".venv-jsonl" / "bin" / "target-jsonl"
 Z3_SHIM = ROOT / "bench" / "z3_shim"
 GCS_BUCKET = "bench-archive"
-CONFIGS = ("tap", "target", "gcs", "record", "batch", "jsonl", "z3", "meltano", "backfill")
+CONFIGS = (
+    "tap", "target", "gcs", "record", "batch", "jsonl", "z3", "meltano", "backfill", "cost"
+)  # fmt: skip
 BATCH_FILE_ROWS = 100_000
 Z3_BATCH_ROWS = 100_000
 """z3's `batch_size` (rows per load job). Its default, 500, makes one load job per 500 rows
@@ -123,7 +128,7 @@ class Bench:
         )
         self.services.append(self.bq)
         self.client = emulator_client(self.bq.url, DEFAULT_PROJECT)
-        if not (self.home / "records.complete").exists() and {"target", "gcs"} & self.only:
+        if not (self.home / "records.complete").exists() and {"target", "gcs", "cost"} & self.only:
             say("recording the tap's Singer output for the target-alone run (once)")
             with open(self.recorded, "wb") as out:
                 subprocess.run(
@@ -207,7 +212,7 @@ class Bench:
         their taps and targets); their CPU and memory are sampled and counted too.
         """
         say(f"== {name}")
-        log = self.work / f"{slug(name)}.log"
+        log = self.log_path(name)
         cpu_before = service_cpu(self.services)
         sampler = TreeSampler(runs_of) if runs_of is not None else None
         if sampler is not None:
@@ -235,6 +240,10 @@ class Bench:
         say(f"   {result.summary()}")
         self.results.append(result)
         return result
+
+    def log_path(self, name: str) -> Path:
+        """The log of configuration `name` (its processes' stderr)."""
+        return self.work / f"{slug(name)}.log"
 
     def bigquery_check(self, dataset: str, *, drop: bool = True) -> Callable[[], tuple[bool, str]]:
         """The row check of a BigQuery configuration (and the dataset dropped after it)."""
@@ -328,9 +337,10 @@ class Bench:
         )
         shutil.rmtree(files, ignore_errors=True)
 
-    def target_argv(self, dataset: str) -> list[str]:
-        """The target's command line for `dataset`."""
-        return [str(BIN / "target-bigquery-lite"), "--config", str(self.target_config(dataset))]
+    def target_argv(self, dataset: str, **extra: Any) -> list[str]:
+        """The target's command line for `dataset` (with settings `extra`)."""
+        config = self.target_config(dataset, **extra)
+        return [str(BIN / "target-bigquery-lite"), "--config", str(config)]
 
     def run_jsonl(self) -> None:
         """tap | target-jsonl: the reference every ratio is taken against."""
@@ -483,6 +493,7 @@ class Bench:
             "backfill": self.run_backfill,
             "gcs": self.run_gcs,
             "z3": self.run_z3,
+            "cost": lambda: run_cost(self),
         }
         for key, step in steps.items():
             if key in self.only:

@@ -30,6 +30,7 @@ from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import source_figures, table_figures
 from dev_services.gcs_server import ensure_bucket, start_gcs_server, storage_client
 from dev_services.process import ROOT, Service, ServiceError
+from target_bigquery_lite.layout import existing_layout
 
 BIN = Path(sys.executable).parent
 DEMO_DIR = ROOT / ".run" / "demo"
@@ -95,6 +96,9 @@ def check(
     client = emulator_client(endpoint, DEFAULT_PROJECT)
     expected, actual = source_figures(db), table_figures(client, f"{DATASET}.flows")
     say(f"   BigQuery {DATASET}.flows: {actual.describe()}")
+    layout = existing_layout(client.get_table(f"{DEFAULT_PROJECT}.{DATASET}.flows"))
+    partitions = f" ({layout.int_range.partitions:,} partitions)" if layout.int_range else ""
+    say(f"   table layout: {layout.describe()}{partitions}")
     say(f"   source database:     {expected.describe()}")
     state_out = meltano("state", "get", STATE_ID, env=env)
     state = json.loads(state_out.stdout or "{}")

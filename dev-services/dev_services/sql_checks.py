@@ -167,9 +167,15 @@ def _written_tables(kind: str, node: message.Message, project: str) -> list[Tabl
 def _partition_errors(
     node: message.Message, resources: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
-    """One error per scan of a require-partition-filter table that no pruning filter covers."""
+    """One error per scan of a require-partition-filter table that no pruning filter covers.
+
+    An INSERT's own target is written, not read: BigQuery asks no filter for it.
+    """
     scans: list[tuple[str, str, set[int]]] = []
+    inserted = node.table_scan if node.DESCRIPTOR.name == "ResolvedInsertStmtProto" else None
     for scan in _walk(node, "ResolvedTableScanProto"):
+        if inserted is not None and scan == inserted:
+            continue
         column = _required_filter_column(resources.get(scan.table.full_name.lower()))
         if column is not None:
             ids = {c.column_id for c in scan.parent.column_list if c.name.lower() == column.lower()}

@@ -19,6 +19,7 @@ import orjson
 
 from target_bigquery_lite.errors import ConfigError
 from target_bigquery_lite.identifiers import PROJECT_RE
+from target_bigquery_lite.partitions import GRANULARITIES, MAX_PARTITIONS, IntegerRange, parse_range
 
 LOAD_METHODS = ("merge", "append", "overwrite")
 DEFAULT_BATCH_MAX_ROWS = 500_000
@@ -110,7 +111,48 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "partition_field",
         "string",
-        "TIMESTAMP or DATE column to partition new tables on (by day), where the stream has it.",
+        "Column to partition new tables on, where the stream has it: TIMESTAMP, DATE or "
+        "DATETIME (time-unit, see `partition_granularity`) or INT64 (integer range, see "
+        "`partition_range`). An existing table keeps its layout (a differing one is a warning).",
+    ),
+    Setting(
+        "partition_granularity",
+        "string",
+        "Time-unit partitioning of a time `partition_field`: `HOUR`, `DAY`, `MONTH` or `YEAR` "
+        "(DATE columns: not `HOUR`).",
+        "DAY",
+    ),
+    Setting(
+        "partition_range",
+        "object",
+        'Integer-range partitioning of an INT64 `partition_field` (required there): `{"start": '
+        '..., "end": ..., "interval": ...}`, at most '
+        f"{MAX_PARTITIONS:,} partitions; values outside [start, end) go to `__UNPARTITIONED__` "
+        "(a warning per batch).",
+    ),
+    Setting(
+        "merge_partition_filter",
+        "boolean",
+        "MERGE only the partitions of the batch: the target side is filtered on the batch's "
+        "minimum and maximum of the partition column, as constants, so BigQuery prunes the "
+        "rest. Correct only when a key's partition value never changes.",
+        False,
+    ),
+    Setting(
+        "require_partition_filter",
+        "boolean",
+        "Create partitioned tables that require a partition filter in every query (BigQuery "
+        "refuses unfiltered ones, so nobody scans the whole table by accident). The target's "
+        "own statements always carry one, on tables made elsewhere too.",
+        False,
+    ),
+    Setting(
+        "merge_update",
+        "boolean",
+        "false: the MERGE only inserts keys the table lacks (`WHEN NOT MATCHED` only, so it "
+        "reads only the target's key and partition columns); the row first committed for a "
+        "key stays. For rows that never change.",
+        True,
     ),
     Setting(
         "cluster_fields",
@@ -199,6 +241,11 @@ class Settings:
     validate_records: bool = True
     exact_numbers: bool = False
     partition_field: str | None = None
+    partition_granularity: str = "DAY"
+    partition_range: IntegerRange | None = None
+    merge_partition_filter: bool = False
+    require_partition_filter: bool = False
+    merge_update: bool = True
     cluster_fields: tuple[str, ...] = ()
     table_prefix: str = ""
     add_metadata_columns: bool = False
@@ -254,6 +301,13 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         validate_records=_boolean(values, "validate_records", default=True),
         exact_numbers=_boolean(values, "exact_numbers", default=False),
         partition_field=_string(values, "partition_field"),
+        partition_granularity=_choice(values, "partition_granularity", GRANULARITIES) or "DAY",
+        partition_range=parse_range(values["partition_range"])
+        if "partition_range" in values
+        else None,
+        merge_partition_filter=_boolean(values, "merge_partition_filter", default=False),
+        require_partition_filter=_boolean(values, "require_partition_filter", default=False),
+        merge_update=_boolean(values, "merge_update", default=True),
         cluster_fields=_cluster_fields(values),
         table_prefix=_pattern(values, "table_prefix", _PREFIX_RE, "letters, digits, underscores")
         if "table_prefix" in values
@@ -280,6 +334,17 @@ def parse_settings(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         warnings += [
             f"config: '{key}' has no effect without 'gcs_bucket'"
             for key in ("gcs_prefix", "gcs_keep_objects", "gcs_endpoint")
+            if key in values
+        ]
+    if settings.partition_field is None:
+        warnings += [
+            f"config: '{key}' has no effect without 'partition_field'"
+            for key in (
+                "partition_granularity",
+                "partition_range",
+                "merge_partition_filter",
+                "require_partition_filter",
+            )
             if key in values
         ]
     return settings, warnings

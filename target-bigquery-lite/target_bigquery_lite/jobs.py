@@ -19,12 +19,15 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from target_bigquery_lite.errors import BigQueryError, describe, is_transient
+
+if TYPE_CHECKING:
+    from target_bigquery_lite.cost import CostLedger
 
 T = TypeVar("T")
 Job = bigquery.LoadJob | bigquery.QueryJob
@@ -66,12 +69,14 @@ class JobRunner:
         run_id: str,
         max_retries: int,
         sleep: Callable[[float], None] = time.sleep,
+        costs: CostLedger | None = None,
     ) -> None:
-        """Use `client`; job ids start with `bqlite_<run_id>`."""
+        """Use `client`; job ids start with `bqlite_<run_id>`; finished jobs go in `costs`."""
         self.client = client
         self.prefix = f"bqlite_{run_id}"
         self.max_retries = max_retries
         self._sleep = sleep
+        self.costs = costs
 
     def job_id(self, name: str, attempt: int) -> str:
         """The deterministic id of attempt `attempt` of step `name`."""
@@ -112,6 +117,8 @@ class JobRunner:
                 except api_exceptions.Conflict:
                     job = self._reattach(job_id, is_ours)
                 self._wait(job)
+                if self.costs is not None:
+                    self.costs.record(name, job)
                 return job
             except Exception as exc:
                 if job is not None and job.state == "DONE" and job.error_result:

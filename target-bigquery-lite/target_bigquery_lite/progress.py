@@ -9,8 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from target_bigquery_lite.identifiers import shown
+from target_bigquery_lite.jobs import object_label
+
+if TYPE_CHECKING:
+    from target_bigquery_lite.cost import CostLedger
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 
@@ -68,8 +73,8 @@ class Progress:
         self._last_time = now
         self.next_report = now + self.interval
 
-    def summary(self, succeeded: bool) -> None:
-        """Log the totals of the run, per stream and overall."""
+    def summary(self, succeeded: bool, costs: CostLedger | None = None) -> None:
+        """Log the totals of the run, per stream and overall (with its jobs' costs)."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         total = sum(counts.received for counts in self.streams.values())
         for name, counts in self.streams.items():
@@ -82,6 +87,9 @@ class Progress:
                 counts.committed,
                 counts.batches,
             )
+            cost = costs.summary(object_label(counts.table)) if costs is not None else None
+            if cost is not None:
+                log.info("cost %s: %s", shown(name), cost)
         log.info(
             "%s: %d records in %.1f s (%.0f records/s)",
             "done" if succeeded else "failed",

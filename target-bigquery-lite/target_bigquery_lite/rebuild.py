@@ -38,11 +38,12 @@ from target_bigquery_lite.gcs_archive import ArchivedObject, gs_uri, list_archiv
 from target_bigquery_lite.gcs_staging import CloudStorageError, make_storage_client
 from target_bigquery_lite.identifiers import IdentifierError, quote_table
 from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner, object_label
+from target_bigquery_lite.layout import Layout, table_layout
 from target_bigquery_lite.load import load_uris
 from target_bigquery_lite.load_methods.merge import build_merge_sql
 from target_bigquery_lite.load_methods.overwrite import build_replace_sql
 from target_bigquery_lite.schema_evolution import reconcile
-from target_bigquery_lite.tables import Layout, Tables, table_layout
+from target_bigquery_lite.tables import Tables
 
 MAX_URIS_PER_JOB = 10_000  # BigQuery's limit of source URIs in one load job
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,14 +29,15 @@ from target_bigquery_lite.committer import Batch, StreamBatch
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.errors import InputError, RecordError, StagingError
 from target_bigquery_lite.identifiers import shown
+from target_bigquery_lite.layout import table_layout
 from target_bigquery_lite.load_methods import TablePlan, TableRequest, method_for
+from target_bigquery_lite.partitions import Bounds
 from target_bigquery_lite.progress import Progress, StreamCounts
 from target_bigquery_lite.reader import LineReader
 from target_bigquery_lite.stage import StageWriter, StagingArea
 from target_bigquery_lite.state import StateTracker
 from target_bigquery_lite.state_text import bookmarked_streams, state_value
 from target_bigquery_lite.streams import StreamSpec, build_spec
-from target_bigquery_lite.tables import table_layout
 from target_bigquery_lite.warehouse import Warehouse
 
 log = logging.getLogger("target_bigquery_lite")
@@ -51,6 +52,7 @@ class StreamRun:
     counts: StreamCounts
     writer: StageWriter | None = None
     active_version: int | None = None
+    bounds: Bounds | None = None  # the partition values of the open batch, when tracked
 
 
 class Runner:
@@ -100,7 +102,7 @@ class Runner:
             self.area.after_failure(exc)
             raise
         finally:
-            self.progress.summary(succeeded)
+            self.progress.summary(succeeded, self.warehouse.costs)
 
     def kept_files(self) -> list[Path]:
         """Staging files left on disk (after a failure)."""
@@ -108,7 +110,7 @@ class Runner:
 
     # --- messages -------------------------------------------------------------------------
 
-    def _process(self, lines: list[bytes], base: int, at_end: bool) -> None:
+    def _process(self, lines: list[bytes], base: int, at_end: bool) -> None:  # noqa: PLR0912 - the hot path, inlined
         """Handle a chunk of lines; RECORD inline (the hot path), the rest by `_dispatch`."""
         streams, loads = self.streams, orjson.loads
         if self.settings.add_metadata_columns:  # _sdc_received_at: one clock read per chunk
@@ -151,6 +153,8 @@ class Runner:
                 raise StagingError.writing(writer.path, exc) from None
             writer.rows += 1
             counts.received += 1
+            if stream.bounds is not None:
+                stream.bounds.see(record)
             if self.seq >= self.flush_at:
                 self._flush("batch_max_rows")
 
@@ -276,6 +280,8 @@ class Runner:
                 raise StagingError.writing(writer.path, exc) from None
             writer.rows += take
             stream.counts.received += take
+            if stream.bounds is not None:  # staged unread: the MERGE asks the staging table
+                stream.bounds.unknown()
             self.seq += take
             data, rows = data[len(head) :], rows - take
             if self.seq >= self.flush_at:
@@ -325,8 +331,11 @@ class Runner:
         items = []
         for stream in flushed:
             assert stream.writer is not None
-            items.append(StreamBatch(stream.plan, stream.writer.close()))
-            stream.writer = None
+            staged = stream.writer.close()
+            if stream.bounds is not None:
+                staged = replace(staged, bounds=stream.bounds)
+            items.append(StreamBatch(stream.plan, staged))
+            stream.writer, stream.bounds = None, None
             stream.counts.batches += 1
         self.batch_started = None
         if items:
@@ -403,6 +412,7 @@ class Runner:
             keys=spec.key_columns,
             layout=table_layout(wanted, self.settings, spec.name),
             run_id=self.run_id,
+            merge_update=self.settings.merge_update,
         )
         return self.warehouse.prepare(spec.method, request)
 
@@ -411,6 +421,8 @@ class Runner:
         if stream.plan.method.commits_at_end:  # its rows reach the final table only at the end
             self.state.hold(seq)
         stream.writer = self.area.open(stream.spec.table, self.batch_no)
+        if (partition := stream.plan.partition) is not None:
+            stream.bounds = Bounds(partition.prop, partition.kind)
         return stream.writer
 
 

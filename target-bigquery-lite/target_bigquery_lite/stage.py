@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from target_bigquery_lite.errors import StagingError
+from target_bigquery_lite.partitions import Bounds
 
 WRITE_BUFFER = 1 << 20
 MAX_OPEN_FILES = 64
@@ -42,12 +43,16 @@ log = logging.getLogger("target_bigquery_lite")
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A closed staging file, ready to load (from `uris` once uploaded to Cloud Storage)."""
+    """A closed staging file, ready to load (from `uris` once uploaded to Cloud Storage).
+
+    `bounds`: the partition values its rows span, when its stream tracks them.
+    """
 
     path: Path
     rows: int
     size: int
     uris: tuple[str, ...] = ()
+    bounds: Bounds | None = None
 
 
 class StageWriter:

@@ -1,7 +1,7 @@
 """BigQuery datasets and tables: create final tables, evolve their schema, make staging tables.
 
-Final tables are created on a stream's first SCHEMA (with time partitioning and clustering
-when configured and the stream has those columns); later SCHEMAs evolve them before any
+Final tables are created on a stream's first SCHEMA (with the partitioning and clustering
+`layout.py` decides); later SCHEMAs evolve them before any
 record that needs the new columns is loaded. Staging tables get an expiration of seven days:
 a run that crashes cannot leave them behind for ever, and no live batch lives that long.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from google.api_core import exceptions as api_exceptions
@@ -19,16 +18,16 @@ from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.errors import ConfigError, SchemaChangeError
-from target_bigquery_lite.identifiers import column_name, shown
+from target_bigquery_lite.identifiers import quote, shown
 from target_bigquery_lite.jobs import API_TIMEOUT_SECONDS, JobRunner, object_label
-from target_bigquery_lite.schema_evolution import canonical, reconcile
+from target_bigquery_lite.layout import Layout, differs, existing_layout
+from target_bigquery_lite.partitions import all_partitions_sql
+from target_bigquery_lite.schema_evolution import reconcile
 
 STAGING_EXPIRATION = timedelta(days=7)
 SCHEMA_UPDATE_TRIES = 5
 STREAM_LABEL = "bqlite_stream"
 """Table label: a digest of the name of the stream the table was created for."""
-PARTITION_TYPES = frozenset({"TIMESTAMP", "DATE", "DATETIME"})
-CLUSTER_TYPES = frozenset({"INT64", "STRING", "BOOL", "DATE", "TIMESTAMP", "DATETIME", "NUMERIC"})
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -41,55 +40,6 @@ def staging_table_name(run_id: str, batch: int, table: str) -> str:
 def run_table_name(run_id: str, table: str) -> str:
     """The table that collects a run's batches of `table` until the end of the run."""
     return f"_bqlite_overwrite_{run_id}_{object_label(table)}"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a new final table is partitioned and clustered."""
-
-    partition_field: str | None = None
-    cluster_fields: tuple[str, ...] = ()
-
-
-def table_layout(fields: tuple[SchemaField, ...], settings: Settings, stream: str) -> Layout:
-    """The partitioning and clustering a new table for this stream gets.
-
-    A stream without the configured columns gets a plain table (with a warning), so one
-    setting can serve a tap with many streams.
-
-    Raises:
-        SchemaChangeError: when a configured column exists with a type that cannot be used.
-    """
-    by_name = {field.name.lower(): canonical(field) for field in fields}
-    partition = None
-    if settings.partition_field:
-        field = by_name.get(column_name(settings.partition_field).lower())
-        if field is None:
-            log.warning(
-                "stream '%s' has no column %s: table not partitioned",
-                shown(stream),
-                settings.partition_field,
-            )
-        elif field.field_type not in PARTITION_TYPES or field.mode == "REPEATED":
-            raise SchemaChangeError(
-                f"partition_field {field.name} of stream '{shown(stream)}' is {field.field_type} "
-                f"{field.mode}; time partitioning needs TIMESTAMP, DATE or DATETIME"
-            )
-        else:
-            partition = field.name
-    cluster = tuple(by_name.get(column_name(name).lower()) for name in settings.cluster_fields)
-    if any(field is None for field in cluster):
-        if cluster:
-            log.warning("stream '%s' lacks some cluster_fields: table not clustered", shown(stream))
-        return Layout(partition)
-    for field in cluster:
-        assert field is not None
-        if field.field_type not in CLUSTER_TYPES or field.mode == "REPEATED":
-            raise SchemaChangeError(
-                f"cluster field {field.name} of stream '{shown(stream)}' is {field.field_type} "
-                f"{field.mode}, which BigQuery cannot cluster on"
-            )
-    return Layout(partition, tuple(field.name for field in cluster if field is not None))
 
 
 class Tables:
@@ -177,7 +127,7 @@ class Tables:
                 change BigQuery did not apply.
         """
         table_id = self.table_id(name)
-        for _ in range(SCHEMA_UPDATE_TRIES):
+        for attempt in range(SCHEMA_UPDATE_TRIES):
             existing = self._get(table_id)
             if existing is None:
                 created = self._create(table_id, wanted, layout, expires=expires, stream=stream)
@@ -185,6 +135,8 @@ class Tables:
                     return reconcile(tuple(created.schema), wanted, table_id).fields
                 continue  # another run created it meanwhile: evolve that one
             managed = _check_owner(existing, stream, table_id)
+            if stream is not None and attempt == 0:
+                _warn_if_layout_differs(existing, layout, table_id)
             evolution = reconcile(tuple(existing.schema), wanted, table_id, managed=managed)
             adopt = stream is not None and not managed
             if not evolution.changes and not adopt:
@@ -220,10 +172,7 @@ class Tables:
     ) -> bigquery.Table | None:
         """Create the table; None if it exists already (created by someone else meanwhile)."""
         table = bigquery.Table(table_id, schema=list(wanted))
-        if layout.partition_field:
-            table.time_partitioning = bigquery.TimePartitioning(field=layout.partition_field)
-        if layout.cluster_fields:
-            table.clustering_fields = list(layout.cluster_fields)
+        layout.apply(table)
         if expires:
             table.expires = datetime.now(UTC) + STAGING_EXPIRATION
         if stream is not None:
@@ -237,7 +186,7 @@ class Tables:
 
         created = self.runner.call(f"create table {table_id}", create)
         if created is not None:
-            log.info("created table %s", shown(table_id))
+            log.info("created table %s (%s)", shown(table_id), layout.describe())
         return created
 
     def _update(self, table: bigquery.Table, changed: list[str]) -> bigquery.Table | None:
@@ -284,6 +233,11 @@ class Tables:
             ),
         )
 
+    def layout_of(self, name: str) -> Layout:
+        """The layout table `name` has (a plain one if it does not exist)."""
+        table = self._get(self.table_id(name))
+        return existing_layout(table) if table is not None else Layout()
+
     def _get(self, table_id: str) -> bigquery.Table | None:
         def get() -> bigquery.Table | None:
             try:
@@ -292,6 +246,14 @@ class Tables:
                 return None
 
         return self.runner.call(f"get table {table_id}", get)
+
+
+def whole_table_filter(tables: Tables, name: str) -> str | None:
+    """A filter admitting every row, if table `name` requires a partition filter."""
+    partition = tables.layout_of(name).partition
+    if partition is None or not partition.required:
+        return None
+    return all_partitions_sql(quote(partition.name), partition.kind)
 
 
 def stream_label(stream: str) -> str:
@@ -313,6 +275,19 @@ def _check_owner(table: bigquery.Table, stream: str | None, table_id: str) -> bo
             "each stream its own table (table_prefix, or rename one with a stream map)"
         )
     return label is not None
+
+
+def _warn_if_layout_differs(table: bigquery.Table, configured: Layout, table_id: str) -> None:
+    """An existing table keeps its layout; say so when the configuration asks for another."""
+    existing = existing_layout(table)
+    if differs(existing, configured):
+        log.warning(
+            "table %s exists with layout %s, not the configured %s: it keeps its own (BigQuery "
+            "cannot change it in place; recreate the table to change it)",
+            shown(table_id),
+            existing.describe(),
+            configured.describe(),
+        )
 
 
 def _check_applied(table_id: str, actual: tuple, expected: tuple) -> None:

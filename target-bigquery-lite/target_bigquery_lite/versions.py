@@ -21,7 +21,7 @@ from google.cloud import bigquery
 from target_bigquery_lite.columns import RUN_COLUMN, VERSION_COLUMN
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
-from target_bigquery_lite.tables import Tables
+from target_bigquery_lite.tables import Tables, whole_table_filter
 
 VERSION_PARAMETER = "version"
 RUN_PARAMETER = "run"
@@ -29,11 +29,15 @@ RUN_PARAMETER = "run"
 log = logging.getLogger("target_bigquery_lite")
 
 
-def build_delete_old_versions_sql(target: str, *, keep_unmarked: bool = False) -> str:
+def build_delete_old_versions_sql(
+    target: str, *, keep_unmarked: bool = False, partition_filter: str | None = None
+) -> str:
     """Delete rows of versions older than `@version`, and earlier runs' rows without one.
 
     `keep_unmarked`: rows without a version and without a run id are kept too (the run
     loaded some before it knew the stream was versioned, and cannot tell them apart).
+    `partition_filter`: one that admits every partition, for a table that requires one
+    (old versions may be in any partition, so the clean-up is never pruned).
     """
     version, run = quote(VERSION_COLUMN), quote(RUN_COLUMN)
     other_run = (
@@ -41,11 +45,10 @@ def build_delete_old_versions_sql(target: str, *, keep_unmarked: bool = False) -
         if keep_unmarked
         else f"{run} IS DISTINCT FROM @{RUN_PARAMETER}"
     )
-    return (
-        f"DELETE FROM {target}\n"
-        f"WHERE {version} < @{VERSION_PARAMETER}\n"
-        f"   OR ({version} IS NULL AND {other_run})"
-    )
+    condition = f"{version} < @{VERSION_PARAMETER}\n   OR ({version} IS NULL AND {other_run})"
+    if partition_filter:
+        condition = f"{partition_filter} AND ({condition})"
+    return f"DELETE FROM {target}\nWHERE {condition}"
 
 
 def delete_old_versions(
@@ -60,7 +63,9 @@ def delete_old_versions(
             shown(stream),
         )
     target = quote_table(tables.project, tables.dataset, table)
-    sql = build_delete_old_versions_sql(target, keep_unmarked=keep_unmarked)
+    sql = build_delete_old_versions_sql(
+        target, keep_unmarked=keep_unmarked, partition_filter=whole_table_filter(tables, table)
+    )
     job = tables.runner.query(
         step_name(None, table, "versions"),
         sql,

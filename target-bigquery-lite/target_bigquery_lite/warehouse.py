@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from target_bigquery_lite.committer import Batch, Committer, StreamBatch
 from target_bigquery_lite.config import Settings
 from target_bigquery_lite.connection import make_client
+from target_bigquery_lite.cost import CostLedger
 from target_bigquery_lite.gcs_archive import object_metadata
 from target_bigquery_lite.jobs import JobRunner
 from target_bigquery_lite.load import set_upload_chunk_size
@@ -41,6 +42,7 @@ class Warehouse:
         self._tables: Tables | None = None
         self._committer: Committer | None = None
         self._objects: GcsStaging | None = None
+        self.costs = CostLedger(emulated=settings.api_endpoint is not None)
         if settings.gcs_bucket:  # imported only then: google-cloud-storage costs start-up time
             from target_bigquery_lite.gcs_staging import GcsStaging
 
@@ -115,7 +117,7 @@ class Warehouse:
 
     def _runner(self, location: str | None) -> JobRunner:
         client = make_client(self.settings, location)
-        return JobRunner(client, self.run_id, self.settings.max_retries)
+        return JobRunner(client, self.run_id, self.settings.max_retries, costs=self.costs)
 
     def _commit(self, tables: Tables, batch: Batch) -> None:
         """Runs in the committer thread: upload (Cloud Storage staging), commit, clean up."""

@@ -178,6 +178,7 @@ def test_partition_field_of_the_wrong_type_fails(
     )
     assert result.returncode == 1
     assert (
-        "partition_field ratio of stream 'hosts' is FLOAT64 NULLABLE; time partitioning needs "
-        "TIMESTAMP, DATE or DATETIME" in result.stderr
+        "partition_field ratio of stream 'hosts' is FLOAT64 NULLABLE; BigQuery partitions on a "
+        "TIMESTAMP, DATE or DATETIME column (time-unit) or an INT64 column (integer range) only"
+        in result.stderr
     )

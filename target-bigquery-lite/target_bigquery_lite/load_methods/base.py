@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Protocol
 from google.cloud.bigquery import SchemaField
 
 if TYPE_CHECKING:
+    from target_bigquery_lite.layout import Layout, PartitionColumn
     from target_bigquery_lite.stage import StagedFile
-    from target_bigquery_lite.tables import Layout, Tables
+    from target_bigquery_lite.tables import Tables
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TableRequest:
     keys: tuple[str, ...]
     layout: Layout
     run_id: str
+    merge_update: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class TablePlan:
 
     `table_fields` are the final table's columns once every wanted one fits (spelled as the
     table spells them); `load_fields` the schema of each batch's load job; `destination`
-    the table those loads go to.
+    the table those loads go to. `partition`: the column whose bounds the runner tracks
+    per batch (see `layout.tracked_partition`); `filter_merges`: whether statements on
+    the table restrict it to those bounds; `merge_update`: false for insert-only MERGEs.
     """
 
     stream: str
@@ -44,6 +48,9 @@ class TablePlan:
     load_fields: tuple[SchemaField, ...]
     destination: str
     run_id: str
+    partition: PartitionColumn | None = None
+    filter_merges: bool = False
+    merge_update: bool = True
 
 
 class LoadMethod(Protocol):

@@ -22,11 +22,12 @@ from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
+from target_bigquery_lite.layout import Layout
 from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
 from target_bigquery_lite.schema_evolution import load_fields
 from target_bigquery_lite.stage import StagedFile
-from target_bigquery_lite.tables import Layout, Tables, run_table_name
+from target_bigquery_lite.tables import Tables, run_table_name, whole_table_filter
 
 log = logging.getLogger("target_bigquery_lite")
 
@@ -80,6 +81,7 @@ class OverwriteMethod:
             quote_table(tables.project, tables.dataset, plan.table),
             quote_table(tables.project, tables.dataset, plan.destination),
             [field.name for field in plan.load_fields],
+            whole_table_filter(tables, plan.table) or "TRUE",
         )
         tables.runner.query(step_name(None, plan.table, "replace"), sql)
         tables.drop(plan.destination)
@@ -89,12 +91,18 @@ class OverwriteMethod:
 OVERWRITE = OverwriteMethod()
 
 
-def build_replace_sql(target: str, source: str, columns: Sequence[str]) -> str:
-    """Replace all rows of `target` with those of `source` in one transaction."""
+def build_replace_sql(
+    target: str, source: str, columns: Sequence[str], every_row: str = "TRUE"
+) -> str:
+    """Replace all rows of `target` with those of `source` in one transaction.
+
+    `every_row`: the DELETE's condition, true for every row (a partition filter admitting
+    every partition, for a table that requires one).
+    """
     columns_sql = ", ".join(quote(column) for column in columns)
     return (
         "BEGIN TRANSACTION;\n"
-        f"DELETE FROM {target} WHERE TRUE;\n"
+        f"DELETE FROM {target} WHERE {every_row};\n"
         f"INSERT INTO {target} ({columns_sql})\n"
         f"SELECT {columns_sql} FROM {source};\n"
         "COMMIT TRANSACTION;"
