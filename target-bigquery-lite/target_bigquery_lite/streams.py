@@ -70,6 +70,8 @@ class StreamSpec:
     metadata: bool
     run_id: str
     versioned: bool = False
+    seq_base: int = 0
+    """Added to each record's arrival number in `_bqlite_seq` (see `LoadMethod`)."""
     flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -103,6 +105,11 @@ class StreamSpec:
         rows are then checked and staged one by one.
         """
         return self.flat_decoder if self.validator is not None and self.rows_unchanged else None
+
+    @property
+    def bookmark_columns(self) -> tuple[str, ...]:
+        """The columns of the SCHEMA's `bookmark_properties` (its replication key)."""
+        return tuple(column_name(prop) for prop in self.message.bookmark_properties)
 
     def all_wanted(self) -> tuple[SchemaField, ...]:
         """The columns this stream's records fill: properties, metadata, version."""
@@ -166,7 +173,7 @@ class StreamSpec:
             record["_sdc_extracted_at"] = message.get("time_extracted")
             record["_sdc_received_at"] = received_at
         if self.method.sequenced:
-            record[SEQUENCE_COLUMN] = seq
+            record[SEQUENCE_COLUMN] = self.seq_base + seq
         try:
             return orjson.dumps(record, option=_DUMPS_OPTIONS)
         except TypeError:  # beyond orjson: integers over 64 bits, lone surrogates in strings
@@ -226,10 +233,12 @@ def build_spec(
     settings: Settings,
     choose: Callable[[tuple[str, ...]], LoadMethod],
     run_id: str,
+    seq_base: int = 0,
 ) -> StreamSpec:
     """Check and map a SCHEMA message; compile its validator; take its load method.
 
-    `choose(key_columns)` picks the method (see `load_methods.method_for`).
+    `choose(key_columns)` picks the method (see `load_methods.method_for`); `seq_base` (the
+    run's start in microseconds) starts the sequence of methods that order across runs.
 
     Raises:
         InputError: for an invalid schema, unusable names or key properties.
@@ -274,6 +283,7 @@ def build_spec(
         unchecked_keys=merge_keys,
         metadata=settings.add_metadata_columns,
         run_id=run_id,
+        seq_base=seq_base if method.sequenced_across_runs else 0,
         flat_decoder=block_decoder(message.schema, merge_keys, sequence) if validator else None,
     )
 

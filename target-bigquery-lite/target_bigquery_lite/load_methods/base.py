@@ -25,6 +25,8 @@ class TableRequest:
     keys: tuple[str, ...]
     layout: Layout
     run_id: str
+    bookmarks: tuple[str, ...] = ()
+    """The replication key's columns (the SCHEMA's `bookmark_properties`)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class LoadMethod(Protocol):
 
     name: str
     sequenced: bool
+    sequenced_across_runs: bool
     commits_at_end: bool
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:
