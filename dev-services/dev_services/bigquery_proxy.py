@@ -11,6 +11,10 @@ Rules match requests by method, path and body and either
 * **lose** a response: the request is forwarded (so it takes effect), and the client gets
   the rule's error instead of the answer, as when a connection drops after BigQuery
   received a request (a 503 makes the client retry: a second `jobs.insert` then meets 409).
+* **hold the answer** (`hold-answer`): the request is forwarded (so it takes effect) and its
+  answer held until the rule is released (dropped if the proxy stops), so a test knows the
+  step is done in BigQuery and the client does not know it yet, e.g. a load job committed
+  by the upload that completes it, before the STATE that follows.
 
     with BigQueryProxy(emulator.url) as proxy:
         drop = proxy.add(Rule("DELETE", r"/tables/_bqlite_stage_", action="hold"))
@@ -40,8 +44,9 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 class Rule:
     """What to do with requests matching `method`, `path` and `body` (regexes, `None` = any).
 
-    `times` is how many matching requests the rule applies to (then it lets them pass).
-    `matched` is set when a request matches (for `hold`: once it is being held).
+    `times` is how many matching requests the rule applies to (then it lets them pass), after
+    letting the first `skip` pass. `matched` is set when a request matches (for `hold`: once
+    it is being held; for `hold-answer`: once its answer is).
     """
 
     method: str | None = None
@@ -52,13 +57,16 @@ class Rule:
     message: str = "injected by BigQueryProxy"
     reason: str = "invalidQuery"
     times: int = 1
+    skip: int = 0
     matched: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     hits: int = 0
 
     def __post_init__(self) -> None:
-        if self.action not in {"hold", "fail", "lose"}:
-            raise ValueError(f"unknown action {self.action!r}: use 'hold', 'fail' or 'lose'")
+        if self.action not in {"hold", "fail", "lose", "hold-answer"}:
+            raise ValueError(
+                f"unknown action {self.action!r}: use 'hold', 'fail', 'lose' or 'hold-answer'"
+            )
 
     def release(self) -> None:
         """Let held requests (and later matching ones) through."""
@@ -73,6 +81,9 @@ class Rule:
         if self.path is not None and not re.search(self.path, path):
             return False
         if self.body is not None and not re.search(self.body.encode(), body):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
             return False
         self.hits += 1
         return True
@@ -198,6 +209,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(rule)
             proxy._record(ProxiedCall(self.command, self.path, rule.status, "forwarded, lost"))
             return
+        if rule is not None and rule.action == "hold-answer":
+            rule.matched.set()
+            rule.released.wait()
+            if proxy._stopping.is_set():
+                self.close_connection = True
+                proxy._record(ProxiedCall(self.command, self.path, 0, "forwarded, answer dropped"))
+                return
         self._send(response.status, forwarded, payload)
         proxy._record(ProxiedCall(self.command, self.path, response.status,
                                   "held, forwarded" if rule else "forwarded"))  # fmt: skip

@@ -108,7 +108,7 @@ def _checked_blocks(
                 seq, number, line = seq + chunk.rows, number + chunk.rows, line + chunk.rows
             continue
         if spec.sequenced:
-            for row, row_seq in zip(rows, itertools.count(seq + 1), strict=False):
+            for row, row_seq in zip(rows, itertools.count(spec.seq_base + seq + 1), strict=False):
                 setattr(row, SEQUENCE_FIELD, row_seq)
         yield Chunk(_encode_lines(rows), len(rows), seq + 1)
         seq, number, line = seq + len(rows), number + len(rows), line + len(rows)
@@ -173,7 +173,7 @@ def _copied(spec: StreamSpec, path: Path, seq: int) -> Iterator[Chunk]:
     """The file unparsed, block by block (the arrival sequence spliced in when needed)."""
     if spec.sequenced:
         for block, rows in batch_files.blocks_with_sequence(
-            path, SEQUENCE_COLUMN, seq + 1, spec.name
+            path, SEQUENCE_COLUMN, spec.seq_base + seq + 1, spec.name
         ):
             yield Chunk(block, rows, seq + 1)
             seq += rows

@@ -1,6 +1,7 @@
 """Command line: argv -> settings -> `Runner.run`; errors become one line and an exit code.
 
-`target-bigquery-lite rebuild ...` is the one subcommand (see `rebuild.py`).
+Subcommands: `target-bigquery-lite rebuild ...` (see `rebuild.py`) and `compact ...` (see
+`compact.py`).
 
 Exit codes: 0 success; 1 a failed run (bad input, BigQuery error); 2 bad usage or config;
 128 + n when stopped by signal n (SIGINT 130, SIGTERM 143). stdout carries only STATE lines;
@@ -31,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=NAME,
         description="Load Singer messages (stdin or --input) into BigQuery; STATE goes to stdout "
         "only after the records before it are committed.",
-        epilog=f"{NAME} rebuild --help: reload a table from its Cloud Storage archive.",
+        epilog=f"{NAME} rebuild --help: reload a table from its Cloud Storage archive. "
+        f"{NAME} compact --help: trim a dedup_view stream's raw table to its view's rows.",
     )
     parser.add_argument("--config", type=Path, help="JSON config file")
     parser.add_argument("--input", type=Path, help="read Singer messages from this file")
@@ -57,13 +59,18 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the target (or its `rebuild` subcommand); return the process exit code."""
+    """Run the target (or its `rebuild` or `compact` subcommand); return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["rebuild"]:
         from target_bigquery_lite import rebuild  # its imports cost start-up time otherwise
 
         _configure_logging()
         return rebuild.main(argv[1:])
+    if argv[:1] == ["compact"]:
+        from target_bigquery_lite import compact
+
+        _configure_logging()
+        return compact.main(argv[1:])
     return _run(parse_args(argv))
 
 

@@ -21,7 +21,7 @@ from target_bigquery_lite.errors import ConfigError
 from target_bigquery_lite.identifiers import PROJECT_RE
 from target_bigquery_lite.partitions import GRANULARITIES, MAX_PARTITIONS, IntegerRange, parse_range
 
-LOAD_METHODS = ("merge", "append", "overwrite")
+LOAD_METHODS = ("merge", "append", "overwrite", "dedup_view")
 DEFAULT_BATCH_MAX_ROWS = 500_000
 DEFAULT_BATCH_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH_MAX_SECONDS = 300.0
@@ -72,7 +72,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "load_method",
         "string",
-        "`merge` (upsert on the key properties), `append` or `overwrite`. "
+        "`merge` (upsert on the key properties), `append`, `overwrite`, or `dedup_view` (append "
+        "to `<table>_raw`, a view `<table>` shows the latest row per key). "
         "Unset: `merge` for streams with key properties, else `append`.",
     ),
     Setting(

@@ -22,11 +22,12 @@ from target_bigquery_lite.identifiers import shown
 
 @dataclass(frozen=True)
 class SchemaMessage:
-    """A stream's JSON Schema and key properties."""
+    """A stream's JSON Schema, key properties and bookmark properties (its replication key)."""
 
     stream: str
     schema: dict[str, Any]
     key_properties: tuple[str, ...]
+    bookmark_properties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def stream_of(message: dict[str, Any], line_no: int) -> str:
 def parse_schema(message: dict[str, Any], line_no: int) -> SchemaMessage:
     """Check a SCHEMA message. A missing `key_properties` means none (some taps omit it).
 
+    `bookmark_properties` may be a list or, from some taps, one string.
+
     Raises:
         InputError: when the stream, schema or key properties are malformed.
     """
@@ -141,7 +144,16 @@ def parse_schema(message: dict[str, Any], line_no: int) -> SchemaMessage:
         raise InputError(
             f"SCHEMA for stream '{shown(stream)}' (line {line_no}): bad 'key_properties'"
         )
-    return SchemaMessage(stream, schema, tuple(keys))
+    bookmarks = message.get("bookmark_properties") or []
+    if isinstance(bookmarks, str):
+        bookmarks = [bookmarks]
+    if not isinstance(bookmarks, list) or not all(
+        isinstance(name, str) and name for name in bookmarks
+    ):
+        raise InputError(
+            f"SCHEMA for stream '{shown(stream)}' (line {line_no}): bad 'bookmark_properties'"
+        )
+    return SchemaMessage(stream, schema, tuple(keys), tuple(bookmarks))
 
 
 def parse_activate_version(message: dict[str, Any], line_no: int) -> ActivateVersionMessage:

@@ -62,6 +62,7 @@ class Runner:
         """Prepare a run; nothing touches BigQuery until the first SCHEMA."""
         self.settings = settings
         self.run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:8]}"
+        self.seq_base = time.time_ns() // 1000  # a sequence that grows across runs starts here
         self.state = StateTracker(out)
         self.progress = Progress()
         self.area = StagingArea(Path(settings.staging_dir), self.run_id)
@@ -209,6 +210,7 @@ class Runner:
             settings,
             lambda keys: method_for(settings.load_method, message.stream, keys),
             self.run_id,
+            self.seq_base,
         )
         for other in self.streams.values():
             if other.spec.table == spec.table and other.spec.name != message.stream:
@@ -413,6 +415,7 @@ class Runner:
             layout=table_layout(wanted, self.settings, spec.name),
             run_id=self.run_id,
             merge_update=self.settings.merge_update,
+            bookmarks=spec.bookmark_columns,
         )
         return self.warehouse.prepare(spec.method, request)
 

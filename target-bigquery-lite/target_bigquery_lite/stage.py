@@ -239,6 +239,11 @@ class StagingArea:
             )
 
 
+def live_runs(root: Path) -> list[Path]:
+    """The run folders under `root` whose run is alive (its process holds the folder's lock)."""
+    return sorted(path for path in _run_folders(root) if _alive(path))
+
+
 def _run_folders(root: Path) -> list[Path]:
     try:
         return [path for path in root.iterdir() if path.name.startswith("run-") and path.is_dir()]

@@ -90,6 +90,8 @@ class StreamSpec:
     run_id: str
     versioned: bool = False
     exact_numbers: bool = False
+    seq_base: int = 0
+    """Added to each record's arrival number in `_bqlite_seq` (see `LoadMethod`)."""
     flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False, compare=False)
     shaper: Shaper | None = field(default=None, repr=False, compare=False)
     steps: dict[str, Decimal] = field(default_factory=dict, repr=False, compare=False)
@@ -152,6 +154,11 @@ class StreamSpec:
         if self.renamer is not None or self.metadata or self.versioned:
             return False
         return self.shaper is None or self.block_checks is not None
+
+    @property
+    def bookmark_columns(self) -> tuple[str, ...]:
+        """The columns of the SCHEMA's `bookmark_properties` (its replication key)."""
+        return tuple(column_name(prop) for prop in self.message.bookmark_properties)
 
     def all_wanted(self) -> tuple[SchemaField, ...]:
         """The columns this stream's records fill: properties, metadata, version."""
@@ -223,7 +230,7 @@ class StreamSpec:
             record["_sdc_extracted_at"] = self._extracted_at(message, number)
             record["_sdc_received_at"] = received_at
         if self.method.sequenced:
-            record[SEQUENCE_COLUMN] = seq
+            record[SEQUENCE_COLUMN] = self.seq_base + seq
         try:
             return orjson.dumps(record, option=_DUMPS_OPTIONS)
         except TypeError:  # integers beyond 2^53, NaN tokens, decimals, lone surrogates
@@ -318,10 +325,12 @@ def build_spec(
     settings: Settings,
     choose: Callable[[tuple[str, ...]], LoadMethod],
     run_id: str,
+    seq_base: int = 0,
 ) -> StreamSpec:
     """Check and map a SCHEMA message; compile its validator; take its load method.
 
-    `choose(key_columns)` picks the method (see `load_methods.method_for`).
+    `choose(key_columns)` picks the method (see `load_methods.method_for`); `seq_base` (the
+    run's start in microseconds) starts the sequence of methods that order across runs.
 
     Raises:
         InputError: for an invalid schema, unusable names or key properties.
@@ -372,6 +381,7 @@ def build_spec(
         metadata=settings.add_metadata_columns,
         run_id=run_id,
         exact_numbers=settings.exact_numbers,
+        seq_base=seq_base if method.sequenced_across_runs else 0,
         flat_decoder=block_decoder(message.schema, merge_keys, sequence) if validator else None,
         steps=steps,
         shaper=shaper_for(mapped.fields, careful=False, steps=steps),

@@ -238,6 +238,10 @@ class Tables:
         table = self._get(self.table_id(name))
         return existing_layout(table) if table is not None else Layout()
 
+    def get(self, name: str) -> bigquery.Table | None:
+        """Table (or view) `name` of the dataset as BigQuery describes it; None if missing."""
+        return self._get(self.table_id(name))
+
     def _get(self, table_id: str) -> bigquery.Table | None:
         def get() -> bigquery.Table | None:
             try:

@@ -13,6 +13,12 @@ byte_count, all ten columns of sampled ids, ids at every bookmark seen among the
 Between rounds the source grows: a few late rows at the newest `time` already
 extracted (only an inclusive restart picks them up), then appended ones.
 
+The `dedup_view` lane is a pipe lane whose target uses `load_method: dedup_view`: its table
+is the view `flows` over `flows_raw`, so every check reads the view. It merges nothing, so
+instead of `merge-held` and `after-merge` it is killed `after-load`: the batch's load into
+`flows_raw` committed, its answer held, the STATE after it not yet out. The rerun appends
+those rows again, and the view must still show each source row once.
+
 Runs go through loopback proxies, which is how moments are found rather than guessed:
 a pass-through `FaultProxy` counts the tap's page requests, and a `BigQueryProxy` holds the
 target's load job, MERGE or staging-table drop of a chosen batch (GCS lanes: another one in
@@ -99,7 +105,21 @@ HOLDS = {
     "merge-held": ("POST", r"/jobs", r"_{batch:06d}_flows_[0-9a-f]{{16}}_merge_"),
     "after-merge": ("DELETE", r"/tables/_bqlite_stage_\w+_{batch:06d}_flows", None),
 }
-ALL_HOLDS = {m: ("bigquery", *hold) for m, hold in HOLDS.items()} | GCS_HOLDS
+DEDUP_MOMENTS = {
+    "after-load": "batch b loaded into flows_raw, the load's answer held: before its STATE",
+}
+# The dedup_view lane's holds: its load jobs go to flows_raw, and the upload that completes
+# a batch's load (its b-th PUT: one stream, one chunk a batch) is answered only when released.
+DEDUP_HOLDS = {
+    "load-held": ("bigquery", "POST", r"/upload/", r"_{batch:06d}_flows_raw_[0-9a-f]{{16}}_load_"),
+    "after-load": ("bigquery", "PUT", r"/upload/.*upload_id=", None),
+}
+DEDUP_LANE = "dedup_view"
+ALL_HOLDS = (
+    {m: ("bigquery", *hold) for m, hold in HOLDS.items()}
+    | GCS_HOLDS
+    | {"after-load": DEDUP_HOLDS["after-load"]}
+)
 VICTIMS = ("tap", "target", "both")
 MOMENT_TIMEOUT = 180.0
 RANDOM_SHARE = 0.6  # of a clean run's duration: the part where tap and target both run
@@ -210,7 +230,8 @@ def kill_specs(seed: int, lanes: dict[str, list[str]]) -> Iterator[tuple[int, Ki
     """(round, spec) pairs from one seed: rounds alternate lanes and hold 2 to 4 kills.
 
     `lanes` maps each lane's name to its moments. The first kill of each lane is the
-    targeted one: the target, between a MERGE and the STATE after it. Then each lane draws
+    targeted one: the target, between a MERGE (for the dedup_view lane: a load) and the
+    STATE after it. Then each lane draws
     moments from its own shuffled deck, so every moment comes up in every lane within its
     first seven to nine kills; hold moments pick the target as victim more often.
     """
@@ -225,7 +246,8 @@ def kill_specs(seed: int, lanes: dict[str, list[str]]) -> Iterator[tuple[int, Ki
             number += 1
             if lane in targeted:
                 targeted.discard(lane)
-                yield round_no, KillSpec(number, lane, "target", "after-merge", rng.random())
+                first = "after-load" if "after-load" in lanes[lane] else "after-merge"
+                yield round_no, KillSpec(number, lane, "target", first, rng.random())
                 continue
             if not decks[lane]:
                 decks[lane] = list(lanes[lane])
@@ -295,7 +317,7 @@ class KillLoop:
         self.say(f"kill-loop seed {self.seed} (KILL_LOOP_SEED={self.seed} repeats the plan)")
         current: int | None = None
         bookmarks: list[int] = []
-        plan = {name: lane_moments(lane, list(MOMENTS)) for name, lane in self.lanes.items()}
+        plan = {name: moments_of(lane) for name, lane in self.lanes.items()}
         for attempt, (round_no, spec) in enumerate(kill_specs(self.seed, plan)):
             if round_no != current:
                 if current is not None:
@@ -327,7 +349,7 @@ class KillLoop:
             self.say(f"source +{late} late rows, +{appended} appended (the lane had caught up)")
         pages = max(1, math.ceil(remaining / lane.sizes.page_size))
         batches = max(1, math.ceil(remaining / lane.sizes.batch_max_rows))
-        detail, service, rule = self._moment_detail(spec, pages, batches)
+        detail, service, rule = self._moment_detail(lane, spec, pages, batches)
         api_proxy = FaultProxy(self.api_url)
         bq_proxy = BigQueryProxy(self.bq_url, [rule] if rule and service == "bigquery" else [])
         gcs_proxy = None
@@ -375,17 +397,20 @@ class KillLoop:
         return self._check_states(lane, spec, f"{detail}: {outcome}, exit {code}")
 
     def _moment_detail(
-        self, spec: KillSpec, pages: int, batches: int
+        self, lane: Lane, spec: KillSpec, pages: int, batches: int
     ) -> tuple[str, str | None, Rule | None]:
         """What the moment is, in words, and which proxy holds which request for it."""
-        if spec.moment in ALL_HOLDS:
+        holds = ALL_HOLDS | DEDUP_HOLDS if lane.name == DEDUP_LANE else ALL_HOLDS
+        if spec.moment in holds:
             batch = 1 + int(spec.position * batches)
-            service, method, path, body = ALL_HOLDS[spec.moment]
+            service, method, path, body = holds[spec.moment]
+            after = spec.moment == "after-load"  # the answer of the batch's last upload
             rule = Rule(
                 method,
                 path.format(batch=batch),
                 body.format(batch=batch) if body else None,
-                action="hold",
+                action="hold-answer" if after else "hold",
+                skip=batch - 1 if after else 0,
             )
             return f"batch {batch} of {batches}", service, rule
         if spec.moment == "tap-page":
@@ -517,17 +542,31 @@ def quiet_disconnects(proxy: BigQueryProxy) -> None:
     server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
 
 
+def moments_of(lane: Lane) -> list[str]:
+    """The moments a lane is killed at: the dedup_view lane's load instead of a MERGE."""
+    moments = lane_moments(lane, list(MOMENTS))
+    if lane.name != DEDUP_LANE:
+        return moments
+    return [m for m in moments if m not in ("merge-held", "after-merge")] + list(DEDUP_MOMENTS)
+
+
 def make_lanes(workdir: Path, sizes: Sizes, modes: list[str]) -> list[Lane]:
-    """One lane per mode (`pipe`, `meltano`, `gcs`, `gcs-delete`), each with a fresh dataset
-    name, folder and (GCS lanes) bucket.
+    """One lane per mode (`pipe`, `meltano`, `gcs`, `gcs-delete`, `dedup_view`), each with a
+    fresh dataset name, folder and (GCS lanes) bucket.
     """
     tag = uuid.uuid4().hex[:8]
-    return [
-        make_gcs_lane(workdir, mode, sizes, tag)
-        if mode in GCS_MODES
-        else Lane(mode, workdir / mode, f"kill_{mode}_{tag}", sizes)
-        for mode in modes
-    ]
+    lanes = []
+    for mode in modes:
+        if mode in GCS_MODES:
+            lanes.append(make_gcs_lane(workdir, mode, sizes, tag))
+        elif mode == DEDUP_LANE:
+            settings = {"load_method": "dedup_view"}
+            dataset = f"kill_dedup_{tag}"
+            lanes.append(Lane("pipe", workdir / mode, dataset, sizes, name=mode,
+                              target_settings=settings))  # fmt: skip
+        else:
+            lanes.append(Lane(mode, workdir / mode, f"kill_{mode}_{tag}", sizes))
+    return lanes
 
 
 def clean_up(
@@ -550,7 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", type=int, default=6_000, help="rows appended per round")
     parser.add_argument("--page-size", type=int, default=Sizes.page_size)
     parser.add_argument("--batch-rows", type=int, default=Sizes.batch_max_rows)
-    parser.add_argument("--lanes", default="pipe,meltano,gcs", help="pipe,meltano,gcs,gcs-delete")
+    parser.add_argument(
+        "--lanes", default="pipe,meltano,gcs", help="pipe,meltano,gcs,gcs-delete,dedup_view"
+    )
     parser.add_argument("--json", type=Path, help="also write the summary here as JSON")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)

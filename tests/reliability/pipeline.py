@@ -104,6 +104,7 @@ class Lane:
         target_command: Path | None = None,
         name: str | None = None,
         gcs: CloudStaging | None = None,
+        target_settings: dict[str, object] | None = None,
     ) -> None:
         """Prepare the lane's folder; nothing runs yet.
 
@@ -118,6 +119,7 @@ class Lane:
             target_command: Pipe mode only: another target executable, likewise.
             name: What the loop calls the lane (default: its mode).
             gcs: Stage the target's batches in Cloud Storage.
+            target_settings: More target settings (e.g. `load_method`), in either mode.
         """
         if mode not in ("pipe", "meltano"):
             raise ValueError(f"unknown lane mode {mode!r}")
@@ -132,6 +134,7 @@ class Lane:
         self.suffix = f"kill-{dataset.replace('_', '-')}"
         self.staging_dir = workdir / "staging"
         self.tap_settings: dict[str, object] = {}
+        self.target_settings: dict[str, object] = dict(target_settings or {})
         self.state_file = workdir / "state.json"
         # Meltano keeps each plugin's config, catalog and state files in .meltano/run/<plugin>,
         # shared by every run in the project: a concurrent run elsewhere (another test, a
@@ -177,10 +180,11 @@ class Lane:
         if (self.gcs is None) != (gcs_url is None):
             raise ValueError(f"lane {self.name}: gcs_url goes with, and only with, CloudStaging")
         staging = self.gcs.target_settings(gcs_url) if self.gcs and gcs_url else {}
+        settings = staging | self.target_settings
         self.runs += 1
         log = self.workdir / f"run-{self.runs:03d}.log"
         if self.mode == "pipe":
-            cmd = self._pipe_command(api_url, bq_url, max_retries, staging)
+            cmd = self._pipe_command(api_url, bq_url, max_retries, settings)
             env, cwd = {}, None
         else:
             cmd = [str(BIN / "meltano"), "run", "--state-id-suffix", self.suffix]
@@ -195,7 +199,7 @@ class Lane:
                 "TARGET_BIGQUERY_LITE_MAX_RETRIES": str(max_retries),
             }
             env |= {f"TARGET_BIGQUERY_LITE_{k.upper()}": json.dumps(v) if isinstance(v, bool)
-                    else str(v) for k, v in staging.items()}  # fmt: skip
+                    else str(v) for k, v in settings.items()}  # fmt: skip
             env |= {f"TAP_FLOWS_{k.upper()}": str(v) for k, v in self.tap_settings.items()}
             env["MELTANO_SYS_DIR_ROOT"] = str(self._private_meltano_sys_dir())
             cwd = ROOT
@@ -219,7 +223,7 @@ class Lane:
         return self.meltano_sys_dir
 
     def _pipe_command(
-        self, api_url: str, bq_url: str, retries: int, staging: dict[str, object]
+        self, api_url: str, bq_url: str, retries: int, settings: dict[str, object]
     ) -> list[str]:
         tap_config = self.workdir / "tap.json"
         tap = {"api_url": api_url, "page_size": self.sizes.page_size, **self.tap_settings}
@@ -234,7 +238,7 @@ class Lane:
                     "batch_max_rows": self.sizes.batch_max_rows,
                     "staging_dir": str(self.staging_dir),
                     "max_retries": retries,
-                    **staging,
+                    **settings,
                 }
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -114,6 +115,69 @@ def test_short_gcs_kill_loop_loses_no_row_and_no_object_of_a_committed_batch(
     assert foreign_loads == []  # no rerun loaded what a killed run left in the bucket
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert from_archive == table  # the archive alone rebuilds the table (checked exact)
+
+
+# Two rounds in the dedup_view lane: between a load into flows_raw and its STATE (twice),
+# while a load is held, at a tap page and at a random moment.
+DEDUP_ROUNDS = (
+    (("target", "after-load"), ("both", "load-held"), ("tap", "tap-page")),
+    (("target", "random"), ("target", "after-load")),
+)
+
+
+@pytest.mark.timeout(600)
+def test_short_dedup_view_kill_loop_leaves_the_view_exact_and_compaction_keeps_it(
+    tmp_path: Path,
+    start_flows_api_service: Callable[..., Service],
+    bigquery_emulator: Service,
+    bq_client: bigquery.Client,
+) -> None:
+    seed = int(os.environ.get("KILL_LOOP_SEED") or random.SystemRandom().randrange(10**6))
+    rng = random.Random(seed)
+    db = generate_db(tmp_path / "flows.db", 8_000, seed=seed % 1000)
+    api = start_flows_api_service(db)
+    [lane] = make_lanes(tmp_path, SHORT, ["dedup_view"])
+    loop = KillLoop(db, api.url, bigquery_emulator.url, bq_client, [lane], seed, append_rows=3_000)
+    print(f"dedup_view kill-loop seed {seed} (KILL_LOOP_SEED={seed} repeats the positions)")
+    number, started = 0, time.monotonic()
+    try:
+        for kills in DEDUP_ROUNDS:
+            bookmarks = []
+            for victim, moment in kills:
+                number += 1
+                spec = KillSpec(number, lane.name, victim, moment, rng.random())
+                checks = loop.kill_run(lane, spec)
+                bookmarks += [check.bookmark for check in checks if check.bookmark is not None]
+            verdict = loop.finish_round(lane, bookmarks)
+        view, raw = (
+            table_figures(bq_client, f"{lane.dataset}.{name}") for name in ("flows", "flows_raw")
+        )
+        compact = subprocess.run(
+            [str(BIN / "target-bigquery-lite"), "compact", "--config",
+             str(lane.workdir / "target.json"), "--stream", "flows"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        compacted = (
+            table_figures(bq_client, f"{lane.dataset}.{name}") for name in ("flows", "flows_raw")
+        )
+        view_after, raw_after = compacted
+    finally:
+        clean_up([lane], bq_client)
+    summary = loop.summary
+    summary.seconds, summary.source_rows = time.monotonic() - started, rows_from(db, None)
+    print(summary.report())
+
+    assert summary.ok, (
+        f"KILL_LOOP_SEED={seed}\n{summary.report()}"
+    )  # the view: 0 lost, 0 duplicated
+    assert summary.total_kills >= 4, summary.report()
+    assert {"after-load", "load-held", "tap-page"} <= {m for _, m in summary.kills}
+    assert summary.kills[("target", "after-load")] >= 1
+    assert verdict.exact
+    assert raw.rows > view.rows == view.distinct_ids  # the reruns loaded rows twice...
+    assert compact.returncode == 0, compact.stderr  # ...which compaction removes
+    assert view_after == view
+    assert raw_after == view
 
 
 def mutant(path: Path, source: str) -> Path:

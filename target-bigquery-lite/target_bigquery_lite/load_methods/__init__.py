@@ -3,7 +3,8 @@
 A method is one object that owns everything specific to it:
 
 * the extra column its staged rows carry (`sequenced`: the arrival order, so the latest
-  record per key wins);
+  record per key wins; `sequenced_across_runs`: that order starts at the run's start in
+  microseconds, so it also orders the rows of different runs);
 * the tables it prepares for a stream (`prepare`, on the main thread, before any record of
   the SCHEMA is staged) and the `TablePlan` the committer then works from;
 * the commit of one batch (`commit`, on the committer thread);
@@ -22,12 +23,15 @@ import logging
 from target_bigquery_lite.identifiers import shown
 from target_bigquery_lite.load_methods.append import APPEND
 from target_bigquery_lite.load_methods.base import LoadMethod, TablePlan, TableRequest
+from target_bigquery_lite.load_methods.dedup_view import DEDUP_VIEW
 from target_bigquery_lite.load_methods.merge import MERGE
 from target_bigquery_lite.load_methods.overwrite import OVERWRITE
 
 __all__ = ["METHODS", "LoadMethod", "TablePlan", "TableRequest", "method_for"]
 
-METHODS: dict[str, LoadMethod] = {method.name: method for method in (MERGE, APPEND, OVERWRITE)}
+METHODS: dict[str, LoadMethod] = {
+    method.name: method for method in (MERGE, APPEND, OVERWRITE, DEDUP_VIEW)
+}
 
 log = logging.getLogger("target_bigquery_lite")
 

@@ -23,6 +23,7 @@ class AppendMethod:
 
     name = "append"
     sequenced = False
+    sequenced_across_runs = False
     commits_at_end = False
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:

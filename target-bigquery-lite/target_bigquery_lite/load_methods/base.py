@@ -27,6 +27,8 @@ class TableRequest:
     layout: Layout
     run_id: str
     merge_update: bool = True
+    bookmarks: tuple[str, ...] = ()
+    """The replication key's columns (the SCHEMA's `bookmark_properties`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class LoadMethod(Protocol):
 
     name: str
     sequenced: bool
+    sequenced_across_runs: bool
     commits_at_end: bool
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:

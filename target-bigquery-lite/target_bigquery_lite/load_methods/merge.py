@@ -25,18 +25,18 @@ from collections.abc import Sequence
 from google.cloud.bigquery import SchemaField
 
 from target_bigquery_lite.columns import SEQUENCE_COLUMN, SEQUENCE_FIELD
-from target_bigquery_lite.errors import InputError, TargetError
+from target_bigquery_lite.errors import TargetError
 from target_bigquery_lite.identifiers import quote, quote_table, shown
 from target_bigquery_lite.jobs import step_name
 from target_bigquery_lite.layout import tracked_partition
 from target_bigquery_lite.load import load_staged
 from target_bigquery_lite.load_methods.base import TablePlan, TableRequest
+from target_bigquery_lite.load_methods.keys import check_partition_keys
 from target_bigquery_lite.partitions import Bounds, all_partitions_sql, target_filter_sql
-from target_bigquery_lite.schema_evolution import canonical_type, load_fields, source_of
+from target_bigquery_lite.schema_evolution import load_fields
 from target_bigquery_lite.stage import StagedFile
 from target_bigquery_lite.tables import Tables, staging_table_name
 
-UNSCALAR_KEY_TYPES = frozenset({"RECORD", "STRUCT", "JSON"})
 # Aliases no column of ours can have (an unqualified `SET T = ...` would mean the whole row):
 # a property named `_TABLE_...` becomes column `__TABLE_...`, BigQuery reserving the prefix.
 TARGET_ALIAS = "_TABLE_target"
@@ -52,30 +52,16 @@ class MergeMethod:
 
     name = "merge"
     sequenced = True
+    sequenced_across_runs = False
     commits_at_end = False
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:
         """A MERGE matches and deduplicates on scalar keys BigQuery can partition by.
 
         Raises:
-            InputError: for a key that maps to a RECORD, JSON, REPEATED or FLOAT64 column
-                (BigQuery refuses `PARTITION BY` on those, and floats make poor keys).
+            InputError: see `keys.check_partition_keys`.
         """
-        for key in keys:
-            kind = canonical_type(key.field_type)
-            if kind in UNSCALAR_KEY_TYPES or key.mode == "REPEATED" or kind == "FLOAT64":
-                prop = source_of(key) or key.name
-                column = "" if prop == key.name else f" (column {key.name})"
-                hint = (
-                    "; declare it an integer, or a decimal (multipleOf, x-singer.decimal)"
-                    if kind == "FLOAT64"
-                    else ""
-                )
-                raise InputError(
-                    f"stream '{shown(stream)}': key property '{shown(prop)}'{column} maps to "
-                    f"{kind} {key.mode}; a MERGE needs keys BigQuery can match and partition "
-                    f"by{hint}"
-                )
+        check_partition_keys(stream, keys, "a MERGE needs keys BigQuery can match and partition by")
 
     def prepare(self, tables: Tables, request: TableRequest) -> TablePlan:
         """The final table; batches load into staging tables with its column types."""

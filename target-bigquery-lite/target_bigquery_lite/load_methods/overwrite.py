@@ -37,6 +37,7 @@ class OverwriteMethod:
 
     name = "overwrite"
     sequenced = False
+    sequenced_across_runs = False
     commits_at_end = True
 
     def check_keys(self, stream: str, keys: tuple[SchemaField, ...]) -> None:
