@@ -24,6 +24,7 @@ from dev_services.bigquery_proxy import BigQueryProxy, Rule
 from dev_services.flows_api import start_flows_api
 from dev_services.flows_check import source_figures, table_figures
 from dev_services.process import Service, free_port
+from dev_services.strict_bigquery import create_dataset
 from flows_orchestration.check import source_range_figures, table_range_figures
 from flows_orchestration.definitions import build_definitions
 from flows_orchestration.graphql import REPOSITORY_SELECTOR, TERMINAL, DagsterClient
@@ -71,6 +72,8 @@ def orchestra(
     db = generate_db(tmp / "flows.db", ROWS, seed=47)
     api: Service = start_flows_api(db, tmp / "flows-api.log")
     datasets = [f"t_orchestra_{kind}_{os.getpid()}" for kind in ("backfill", "scheduled")]
+    for dataset in datasets:  # as the harness's admin: the target runs with least privilege
+        create_dataset(bigquery_emulator.url, dataset)
     proxy = BigQueryProxy(bigquery_emulator.url)
     proxy.start()
     env = {
