@@ -58,6 +58,7 @@ def test_a_tenant_with_the_wrong_key_fails_clearly_and_saves_no_state(
         "TARGET_BIGQUERY_LITE_API_ENDPOINT": bigquery_emulator.url,
         "TARGET_BIGQUERY_LITE__ACME_DATASET": f"acme_{state_suffix.replace('-', '_')}",
     }
+    create_dataset(bigquery_emulator.url, env["TARGET_BIGQUERY_LITE__ACME_DATASET"])
     result = meltano("run", "--state-id-suffix", state_suffix, "acme-to-bigquery", env=env)
     assert result.returncode != 0
     assert "api_key" in result.stderr
