@@ -132,7 +132,7 @@ def page_to_file(
         yield from raw.copy(response.iter_content(CHUNK_BYTES), out)
     finally:
         progress.received, progress.last = raw.received, raw.last
-        progress.skipped += raw.skipped
+        progress.repeats += raw.repeats
 
 
 def drain(page: Generator[int, None, int], count: Callable[[int], None]) -> int:
