@@ -135,3 +135,40 @@ def test_the_readme_settings_table_matches_the_tap() -> None:
             assert shown == "tap-flows/<version>"
         else:
             assert shown == ("" if expected is None else str(expected)), name
+
+
+GOOD_KEY = "k3y-With.Symbols~+/="
+BAD_KEYS = [
+    GOOD_KEY + "\n",
+    GOOD_KEY + "\r\n",
+    " " + GOOD_KEY,
+    GOOD_KEY[:5] + "\t" + GOOD_KEY[5:],
+    GOOD_KEY + "\x00",
+    GOOD_KEY + "\x7f",
+    GOOD_KEY + "\u00a0",
+    GOOD_KEY + "é",
+    "ключ-" + GOOD_KEY,
+    GOOD_KEY + "\u2028",
+    GOOD_KEY + "🔑",
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=range(len(BAD_KEYS)))
+def test_a_key_that_cannot_be_a_header_fails_at_start_without_showing_it(
+    tmp_path: Path, key: str
+) -> None:
+    with FaultProxy("http://127.0.0.1:9") as proxy:
+        run = run_tap(tmp_path, {"api_url": proxy.url, "api_key": key})
+    output = run.stderr + json.dumps(run.messages)
+    assert run.returncode == 1
+    assert proxy.requests == []
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert "api_key has " in errors[0]
+    assert "the key itself is not shown" in errors[0]
+    for shown in (key, key.strip(), GOOD_KEY, GOOD_KEY[:6], repr(key)[1:-1]):
+        assert shown not in output
+
+
+def test_a_visible_ascii_key_is_accepted() -> None:
+    assert TapFlows(config={"api_url": URL, "api_key": GOOD_KEY}, parse_env_config=False)
