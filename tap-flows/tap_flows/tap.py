@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from importlib import metadata
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from singer_sdk.helpers.capabilities import (
 )
 
 from tap_flows.client import DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT
+from tap_flows.state_file import StateFileError, parse_state
 from tap_flows.streams import FlowsStream
 from tap_flows.validation import config_errors
 from tap_flows.writer import BlockWriter
@@ -160,11 +162,23 @@ class TapFlows(Tap):
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
-        """Run the CLI; an API error ends the run with its message, not a traceback.
+        """Run the CLI; a bad --state file or an API error ends it in one line, no traceback.
 
         Args:
             **kwargs: The CLI options, as singer-sdk's `Tap.invoke` takes them.
+
+        Raises:
+            click.BadParameter: The --state file is not a state of this tap (exit code 2).
         """
+        state_file = kwargs.get("state")
+        if state_file is not None:
+            text = state_file.read()
+            try:
+                parse_state(text)
+            except StateFileError as exc:
+                msg = f"state file {state_file.name!r}: {exc}"
+                raise click.BadParameter(msg, param_hint="'--state'") from None
+            kwargs["state"] = io.StringIO(text)
         try:
             super().invoke(**kwargs)
         except FatalAPIError as exc:

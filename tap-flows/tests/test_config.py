@@ -11,9 +11,10 @@ import pytest
 from dev_services.fault_proxy import FaultProxy
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_flows.state_file import parse_state
 from tap_flows.tap import TapFlows
 
-from .tap_process import TAP, run_tap
+from .tap_process import TAP, run_tap, state_for, write_json
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 URL = "http://127.0.0.1:5055"
@@ -172,3 +173,55 @@ def test_a_key_that_cannot_be_a_header_fails_at_start_without_showing_it(
 
 def test_a_visible_ascii_key_is_accepted() -> None:
     assert TapFlows(config={"api_url": URL, "api_key": GOOD_KEY}, parse_env_config=False)
+
+
+BAD_STATES = [
+    "",
+    "\n  \n",
+    "{",
+    "not json",
+    "NaN",
+    '{"bookmarks": {"flows": {"replication_key_value": NaN}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": Infinity}}}',
+    '"bookmarks"',
+    "[]",
+    '[{"bookmarks": {}}]',
+    "42",
+    "null",
+    '{"bookmarks": []}',
+    '{"bookmarks": "flows"}',
+    '{"bookmarks": {"flows": "123"}}',
+    '{"bookmarks": {"flows": ["time", 123]}}',
+    '{"bookmarks": {"flows": {"replication_key_value": "123"}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": 12.5}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": true}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": -1}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": {"t": 1}}}}',
+    '{"bookmarks": {"other": 5}}',
+    "\x00\x01binary",
+]
+
+
+@pytest.mark.parametrize("text", BAD_STATES, ids=range(len(BAD_STATES)))
+def test_a_state_file_that_is_not_this_taps_state_is_a_usage_error(
+    tmp_path: Path, text: str
+) -> None:
+    config = write_json(tmp_path / "config.json", {"api_url": "http://127.0.0.1:9"})
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    done = subprocess.run(
+        [str(TAP), "--config", str(config), "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: Invalid value for '--state': state file '{state}': ")
+
+
+def test_a_valid_state_file_still_sets_the_start(tmp_path: Path) -> None:
+    state = write_json(tmp_path / "state.json", state_for(7))
+    assert parse_state(state.read_text())["bookmarks"]["flows"]["replication_key_value"] == 7
