@@ -17,7 +17,12 @@ from singer_sdk.helpers.capabilities import (
     TapCapabilities,
 )
 
-from tap_flows.client import DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT
+from tap_flows.client import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_REQUEST_TIMEOUT,
+)
 from tap_flows.state_file import StateFileError, parse_state
 from tap_flows.streams import FlowsStream
 from tap_flows.validation import config_errors
@@ -110,6 +115,18 @@ class TapFlows(Tap):
             description=(
                 "Seconds to wait for a connection or for the next bytes of a response "
                 "before retrying."
+            ),
+        ),
+        th.Property(
+            "request_deadline_seconds",
+            th.IntegerType(minimum=1),
+            default=DEFAULT_REQUEST_DEADLINE,
+            title="Request deadline (seconds)",
+            description=(
+                "Longest time one request may take, body included (a server that sends a "
+                "byte at a time never trips `request_timeout`); past it the request is sent "
+                "again from the last row, as after a timeout. Keep it above the time a full "
+                "page takes."
             ),
         ),
         th.Property(

@@ -20,7 +20,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 URL = "http://127.0.0.1:5055"
 SETTINGS = (
     "api_url", "api_key", "start_time", "end_time", "lookback_seconds", "page_size",
-    "request_timeout", "max_retries", "user_agent",
+    "request_timeout", "request_deadline_seconds", "max_retries", "user_agent",
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ SETTINGS = (
         ({"api_url": URL, "lookback_seconds": -1}, "less than the minimum of 0"),
         ({"api_url": URL, "max_retries": -1}, "less than the minimum of 0"),
         ({"api_url": URL, "request_timeout": 0}, "less than the minimum of 1"),
+        ({"api_url": URL, "request_deadline_seconds": 0}, "less than the minimum of 1"),
         ({"api_url": URL, "start_time": -3}, "less than the minimum of 0"),
         (
             {"api_url": URL, "start_time": 100, "end_time": 100},
@@ -63,6 +64,7 @@ def test_defaults_fill_in_and_valid_urls_pass() -> None:
     tap = TapFlows(config={"api_url": "https://flows.example.org/base/"}, parse_env_config=False)
     assert tap.config["page_size"] == 100_000
     assert tap.config["request_timeout"] == 60
+    assert tap.config["request_deadline_seconds"] == 300
     assert tap.config["max_retries"] == 8
     assert tap.config["lookback_seconds"] == 0
     assert tap.config["user_agent"].startswith("tap-flows/")

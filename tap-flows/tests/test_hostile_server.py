@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,27 @@ def test_a_repeat_of_the_last_row_is_dropped_with_a_warning(tmp_path: Path, batc
     if not batch:
         assert run.records == ROWS
     assert run.final_bookmark == ROWS[-1]["time"]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["record", "batch"])
+def test_a_body_dripping_a_byte_at_a_time_is_retried_then_fails_within_the_deadline(
+    tmp_path: Path, batch: bool
+) -> None:
+    settings = {"request_timeout": 5, "request_deadline_seconds": 2, "max_retries": 1}
+    if batch:
+        settings["batch_config"] = batch_config(tmp_path / "b")
+    started = time.monotonic()
+    with fake_api(drip_seconds=0.5) as (url, paths):
+        run = run_tap(tmp_path, {"api_url": url, **settings}, timeout=60)
+    elapsed = time.monotonic() - started
+
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert len(paths) == 2
+    assert elapsed < 15
+    assert "took longer than request_deadline_seconds=2); retry 1 of 1" in run.stderr
+    message = run.stderr.splitlines()[-1]
+    assert "| ERROR" in message
+    assert "failed 2 times in a row" in message
+    assert "request_deadline_seconds=2" in message
+    assert not [m for m in run.messages if m["type"] in {"RECORD", "BATCH"}]
