@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from tap_flows.batches import BatchFile, RawPage, compressed
-from tap_flows.ndjson import CHUNK_BYTES
+from tap_flows.body import body_chunks
 from tap_flows.paging import Cursor, PageProgress
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class BatchModeMixin:
     """BATCH files straight from the API's body, for `FlowsAPIStream` (public SDK hooks).
 
     Mixed in before `RESTStream`, so `super()` reaches the SDK's own methods; relies on
-    the stream's `passes_records_through`, `start_time`, `page_size` and `keyset_pager`.
+    the stream's `passes_records_through`, `start_time`, `page_size`, `request_deadline`
+    and `keyset_pager`.
     """
 
     def get_batch_config(self, config: Mapping) -> BatchConfig | None:
@@ -95,7 +96,7 @@ class BatchModeMixin:
                 batch = BatchFile(storage, f"{name}-{number}{suffix}", gzip_it=gzip_it)
                 while more and batch.rows < batch_size:
                     limit = min(page_size, batch_size - batch.rows)
-                    copy = partial(page_to_file, out=batch)
+                    copy = partial(page_to_file, out=batch, deadline=self.request_deadline)
                     page = pager.fetch_page(cursor, limit, copy)
                     more = drain(page, rows.increment) >= limit
                 url = batch.close()
@@ -115,6 +116,7 @@ def page_to_file(
     progress: PageProgress,
     *,
     out: BatchFile,
+    deadline: int,
 ) -> Iterator[int]:
     """Copy a response's new rows into a batch file; yield row counts (a `Consume`).
 
@@ -123,16 +125,17 @@ def page_to_file(
         params: The request's parameters (errors name them in `fetch_page`).
         progress: The page so far; updated (also when the body breaks).
         out: The batch file being filled.
+        deadline: The `request_deadline_seconds` setting.
 
     Yields:
         The rows written from each chunk.
     """
     raw = RawPage(progress.last, progress.received)
     try:
-        yield from raw.copy(response.iter_content(CHUNK_BYTES), out)
+        yield from raw.copy(body_chunks(response, deadline), out)
     finally:
         progress.received, progress.last = raw.received, raw.last
-        progress.skipped += raw.skipped
+        progress.repeats += raw.repeats
 
 
 def drain(page: Generator[int, None, int], count: Callable[[int], None]) -> int:

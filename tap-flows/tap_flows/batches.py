@@ -5,9 +5,9 @@ line, so the fastest correct batch writer copies complete lines from the socket 
 file. Every line is still checked, in C: msgspec decodes each chunk's lines into a tiny
 `(time, id)` struct (about 0.2 us a row, against ~1 us for a full `orjson.loads`), which
 proves each line is a JSON object with integer `time` and `id` and gives the position a
-resumed request starts from. Rows at or before the last one written (an API or proxy
-repeating itself) are dropped, as in RECORD mode, so the files hold exactly the rows
-RECORD messages would carry.
+resumed request starts from. As in RECORD mode (`tap_flows.paging`), a repeat of the
+last row written is dropped and a row before it fails the run, so the files hold
+exactly the rows RECORD messages would carry.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from tap_flows.ndjson import MAX_LINE_BYTES, BadLineError, TruncatedBodyError, excerpt
+from tap_flows.paging import check_order
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -94,14 +95,14 @@ class RawPage:
     Attributes:
         last: The `(time, id)` of the last row written.
         received: Rows the server sent (dropped repeats included), as RECORD mode counts.
-        skipped: Rows dropped because they were at or before `last`.
+        repeats: Rows dropped because they repeated `last`.
     """
 
     def __init__(self, last: tuple[int, int], received: int) -> None:
         """Continue after `last`, with `received` rows of the page already in."""
         self.last = last
         self.received = received
-        self.skipped = 0
+        self.repeats = 0
         self._lines_before = 0
 
     def copy(self, chunks: Iterable[bytes], out: BatchFile) -> Iterator[int]:
@@ -117,6 +118,7 @@ class RawPage:
         Raises:
             BadLineError: A line is not a JSON object with integer `time` and `id`.
             TruncatedBodyError: The body ended in the middle of a line.
+            OutOfOrderError: A row before the last one written.
         """
         pending = b""
         self._lines_before = 0
@@ -167,7 +169,11 @@ class RawPage:
         return self._copy_new_lines(block, positions, out)
 
     def _copy_new_lines(self, block: bytes, positions: list[Position], out: BatchFile) -> int:
-        """The rare path: keep only lines after the last row written, drop the repeats."""
+        """The rare path: drop repeats of the last row written, fail on a row before it.
+
+        A failure ends the run before the batch file is closed, so no BATCH or STATE
+        covers any row of it.
+        """
         last_time, last_id = self.last
         kept = []
         lines = [line for line in block.split(b"\n") if line.strip()]
@@ -175,7 +181,9 @@ class RawPage:
             if row.time > last_time or (row.time == last_time and row.id > last_id):
                 last_time, last_id = row.time, row.id
                 kept.append(line)
-        self.skipped += len(positions) - len(kept)
+            else:
+                check_order((row.time, row.id), (last_time, last_id))
+        self.repeats += len(positions) - len(kept)
         self.last = (last_time, last_id)
         if kept:
             out.write(b"\n".join(kept) + b"\n", len(kept))

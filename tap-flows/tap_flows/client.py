@@ -22,8 +22,9 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_flows.batch_mode import BatchModeMixin
+from tap_flows.body import body_chunks
 from tap_flows.counter import RecordCounter
-from tap_flows.ndjson import CHUNK_BYTES, iter_record_chunks
+from tap_flows.ndjson import iter_record_chunks
 from tap_flows.paging import Cursor, KeysetPager, PageProgress, new_rows
 from tap_flows.retry import check_response
 from tap_flows.sdk_fast_path import SDKFastPathMixin
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE_SIZE = 100_000
 DEFAULT_REQUEST_TIMEOUT = 60
 DEFAULT_MAX_RETRIES = 8
+DEFAULT_REQUEST_DEADLINE = 300
 
 
 class FlowsAPIStream(SDKFastPathMixin, BatchModeMixin, RESTStream[None]):
@@ -71,6 +73,11 @@ class FlowsAPIStream(SDKFastPathMixin, BatchModeMixin, RESTStream[None]):
     def timeout(self) -> int:
         """Seconds to wait for a connection or for the next bytes (`request_timeout`)."""
         return int(self.config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT))
+
+    @property
+    def request_deadline(self) -> int:
+        """Seconds one request may take, body included (`request_deadline_seconds`)."""
+        return int(self.config.get("request_deadline_seconds", DEFAULT_REQUEST_DEADLINE))
 
     @property
     def max_retries(self) -> int:
@@ -165,7 +172,7 @@ class FlowsAPIStream(SDKFastPathMixin, BatchModeMixin, RESTStream[None]):
         Yields:
             Each row, once its whole line has arrived.
         """
-        for records in iter_record_chunks(response.iter_content(CHUNK_BYTES)):
+        for records in iter_record_chunks(body_chunks(response, self.request_deadline)):
             self.record_suffix = record_suffix(datetime.now(UTC))
             yield from records
 

@@ -4,8 +4,14 @@ Each page asks for `page_size` rows strictly after the last `(time, id)` taken
 (`since=<time>&after_id=<id>`), so rows sharing one `time` across a page boundary are
 neither lost nor repeated. When a request fails, before its body or half-way through
 it, it is sent again for the rest of the page from the last row taken, after a backoff
-(`tap_flows.retry`). A row at or before the last one taken (the API or a proxy
-repeating itself) is dropped with a warning.
+(`tap_flows.retry`).
+
+The API's `(time, id)` order is the tap's premise: the bookmark is the `time` of the
+last row taken, so a row served after a later one could be skipped by every later run.
+Since every request asks for rows strictly after the last one taken, no overlap is ever
+requested: a row with the same `(time, id)` as the last one taken is that row again
+(`id` is the primary key) and is dropped with a warning; a row before it is out of
+order and fails the run (`OutOfOrderError`), before any STATE past it.
 """
 
 from __future__ import annotations
@@ -45,13 +51,31 @@ class Cursor:
         return True
 
 
+class OutOfOrderError(Exception):
+    """A row came after a later one: the API broke the `(time, id)` order."""
+
+    def __init__(self, row: tuple[int, int], last: tuple[int, int]) -> None:
+        """Name the offending row and the last row taken before it."""
+        super().__init__(
+            f"the flows API sent rows out of (time, id) order: row (time, id) {row} came "
+            f"after {last}; the tap relies on that order, so it stops before any STATE "
+            "past the rows it took in order"
+        )
+
+
+def check_order(row: tuple[int, int], last: tuple[int, int]) -> None:
+    """Fail unless `row` (not after `last`) is `last` again, a harmless repeat."""
+    if row != last:
+        raise OutOfOrderError(row, last)
+
+
 @dataclass
 class PageProgress:
     """What the requests for one page have produced so far."""
 
     last: tuple[int, int]
     received: int = 0
-    skipped: int = 0
+    repeats: int = 0
 
 
 Consume = Callable[[requests.Response, dict[str, int], PageProgress], Iterator[T]]
@@ -127,16 +151,17 @@ class KeysetPager:
             Whatever `consume` yields.
 
         Returns:
-            How many rows the server sent for this page (dropped ones included).
+            How many rows the server sent for this page (dropped repeats included).
 
         Raises:
-            FatalAPIError: A line that is not a flows row, or retries exhausted.
+            FatalAPIError: A line that is not a flows row, a row out of `(time, id)`
+                order, or retries exhausted.
         """
         progress = PageProgress(cursor.last or BEFORE_ALL)
         failures = 0
         while progress.received < page_size:
             params = page_params(cursor, page_size - progress.received, self.end_time)
-            progress.skipped = 0
+            progress.repeats = 0
             error: Exception | None = None
             try:
                 with self.send(params) as response:
@@ -144,14 +169,14 @@ class KeysetPager:
                     yield from consume(response, params, progress)
             except RETRIABLE_ERRORS as exc:
                 error = exc
-            except BadLineError as exc:
+            except (BadLineError, OutOfOrderError) as exc:
                 msg = f"{exc} (request {params})"
                 raise FatalAPIError(msg) from None
             progressed = cursor.move_to(progress.last)
-            if progress.skipped:
+            if progress.repeats:
                 self.log(
-                    "Dropped %d rows at or before the last one emitted, %s",
-                    progress.skipped,
+                    "Dropped %d repeats of the last row emitted; page up to %s",
+                    progress.repeats,
                     cursor.last,
                     level=logging.WARNING,
                 )
@@ -167,8 +192,8 @@ def new_rows(
 ) -> Iterator[dict]:
     """RECORD mode: yield a response's rows that come after the last one emitted.
 
-    A row at or before the last one emitted (the API or a proxy repeating itself)
-    is dropped and counted in `progress.skipped`.
+    A repeat of the last row emitted is dropped and counted in `progress.repeats`; a
+    row before it fails (`check_order`).
 
     Args:
         records: The response's rows, as they are parsed.
@@ -180,10 +205,11 @@ def new_rows(
 
     Raises:
         FatalAPIError: A JSON value that is not a flows row.
+        OutOfOrderError: A row before the last one emitted.
     """
     received = progress.received
     last_time, last_id = progress.last
-    skipped = 0
+    repeats = 0
     try:
         for record in records:
             received += 1
@@ -196,10 +222,11 @@ def new_rows(
                 last_time, last_id = row_time, row_id
                 yield record
             else:
-                skipped += 1
+                check_order((row_time, row_id), (last_time, last_id))
+                repeats += 1
     finally:
         progress.received, progress.last = received, (last_time, last_id)
-        progress.skipped += skipped
+        progress.repeats += repeats
 
 
 def not_a_row(record: object, params: dict[str, int]) -> FatalAPIError:

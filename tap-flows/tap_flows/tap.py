@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from importlib import metadata
 from typing import Any, ClassVar
@@ -16,7 +17,13 @@ from singer_sdk.helpers.capabilities import (
     TapCapabilities,
 )
 
-from tap_flows.client import DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT
+from tap_flows.client import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_REQUEST_TIMEOUT,
+)
+from tap_flows.state_file import StateFileError, parse_state
 from tap_flows.streams import FlowsStream
 from tap_flows.validation import config_errors
 from tap_flows.writer import BlockWriter
@@ -111,6 +118,18 @@ class TapFlows(Tap):
             ),
         ),
         th.Property(
+            "request_deadline_seconds",
+            th.IntegerType(minimum=1),
+            default=DEFAULT_REQUEST_DEADLINE,
+            title="Request deadline (seconds)",
+            description=(
+                "Longest time one request may take, body included (a server that sends a "
+                "byte at a time never trips `request_timeout`); past it the request is sent "
+                "again from the last row, as after a timeout. Keep it above the time a full "
+                "page takes."
+            ),
+        ),
+        th.Property(
             "max_retries",
             th.IntegerType(minimum=0),
             default=DEFAULT_MAX_RETRIES,
@@ -160,11 +179,23 @@ class TapFlows(Tap):
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
-        """Run the CLI; an API error ends the run with its message, not a traceback.
+        """Run the CLI; a bad --state file or an API error ends it in one line, no traceback.
 
         Args:
             **kwargs: The CLI options, as singer-sdk's `Tap.invoke` takes them.
+
+        Raises:
+            click.BadParameter: The --state file is not a state of this tap (exit code 2).
         """
+        state_file = kwargs.get("state")
+        if state_file is not None:
+            text = state_file.read()
+            try:
+                parse_state(text)
+            except StateFileError as exc:
+                msg = f"state file {state_file.name!r}: {exc}"
+                raise click.BadParameter(msg, param_hint="'--state'") from None
+            kwargs["state"] = io.StringIO(text)
         try:
             super().invoke(**kwargs)
         except FatalAPIError as exc:

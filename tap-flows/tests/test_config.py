@@ -11,15 +11,16 @@ import pytest
 from dev_services.fault_proxy import FaultProxy
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_flows.state_file import parse_state
 from tap_flows.tap import TapFlows
 
-from .tap_process import TAP, run_tap
+from .tap_process import TAP, run_tap, state_for, write_json
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 URL = "http://127.0.0.1:5055"
 SETTINGS = (
     "api_url", "api_key", "start_time", "end_time", "lookback_seconds", "page_size",
-    "request_timeout", "max_retries", "user_agent",
+    "request_timeout", "request_deadline_seconds", "max_retries", "user_agent",
 )  # fmt: skip
 
 
@@ -39,6 +40,7 @@ SETTINGS = (
         ({"api_url": URL, "lookback_seconds": -1}, "less than the minimum of 0"),
         ({"api_url": URL, "max_retries": -1}, "less than the minimum of 0"),
         ({"api_url": URL, "request_timeout": 0}, "less than the minimum of 1"),
+        ({"api_url": URL, "request_deadline_seconds": 0}, "less than the minimum of 1"),
         ({"api_url": URL, "start_time": -3}, "less than the minimum of 0"),
         (
             {"api_url": URL, "start_time": 100, "end_time": 100},
@@ -62,6 +64,7 @@ def test_defaults_fill_in_and_valid_urls_pass() -> None:
     tap = TapFlows(config={"api_url": "https://flows.example.org/base/"}, parse_env_config=False)
     assert tap.config["page_size"] == 100_000
     assert tap.config["request_timeout"] == 60
+    assert tap.config["request_deadline_seconds"] == 300
     assert tap.config["max_retries"] == 8
     assert tap.config["lookback_seconds"] == 0
     assert tap.config["user_agent"].startswith("tap-flows/")
@@ -135,3 +138,92 @@ def test_the_readme_settings_table_matches_the_tap() -> None:
             assert shown == "tap-flows/<version>"
         else:
             assert shown == ("" if expected is None else str(expected)), name
+
+
+GOOD_KEY = "k3y-With.Symbols~+/="
+BAD_KEYS = [
+    GOOD_KEY + "\n",
+    GOOD_KEY + "\r\n",
+    " " + GOOD_KEY,
+    GOOD_KEY[:5] + "\t" + GOOD_KEY[5:],
+    GOOD_KEY + "\x00",
+    GOOD_KEY + "\x7f",
+    GOOD_KEY + "\u00a0",
+    GOOD_KEY + "é",
+    "ключ-" + GOOD_KEY,
+    GOOD_KEY + "\u2028",
+    GOOD_KEY + "🔑",
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=range(len(BAD_KEYS)))
+def test_a_key_that_cannot_be_a_header_fails_at_start_without_showing_it(
+    tmp_path: Path, key: str
+) -> None:
+    with FaultProxy("http://127.0.0.1:9") as proxy:
+        run = run_tap(tmp_path, {"api_url": proxy.url, "api_key": key})
+    output = run.stderr + json.dumps(run.messages)
+    assert run.returncode == 1
+    assert proxy.requests == []
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert "api_key has " in errors[0]
+    assert "the key itself is not shown" in errors[0]
+    for shown in (key, key.strip(), GOOD_KEY, GOOD_KEY[:6], repr(key)[1:-1]):
+        assert shown not in output
+
+
+def test_a_visible_ascii_key_is_accepted() -> None:
+    assert TapFlows(config={"api_url": URL, "api_key": GOOD_KEY}, parse_env_config=False)
+
+
+BAD_STATES = [
+    "",
+    "\n  \n",
+    "{",
+    "not json",
+    "NaN",
+    '{"bookmarks": {"flows": {"replication_key_value": NaN}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": Infinity}}}',
+    '"bookmarks"',
+    "[]",
+    '[{"bookmarks": {}}]',
+    "42",
+    "null",
+    '{"bookmarks": []}',
+    '{"bookmarks": "flows"}',
+    '{"bookmarks": {"flows": "123"}}',
+    '{"bookmarks": {"flows": ["time", 123]}}',
+    '{"bookmarks": {"flows": {"replication_key_value": "123"}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": 12.5}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": true}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": -1}}}',
+    '{"bookmarks": {"flows": {"replication_key_value": {"t": 1}}}}',
+    '{"bookmarks": {"other": 5}}',
+    "\x00\x01binary",
+]
+
+
+@pytest.mark.parametrize("text", BAD_STATES, ids=range(len(BAD_STATES)))
+def test_a_state_file_that_is_not_this_taps_state_is_a_usage_error(
+    tmp_path: Path, text: str
+) -> None:
+    config = write_json(tmp_path / "config.json", {"api_url": "http://127.0.0.1:9"})
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    done = subprocess.run(
+        [str(TAP), "--config", str(config), "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: Invalid value for '--state': state file '{state}': ")
+
+
+def test_a_valid_state_file_still_sets_the_start(tmp_path: Path) -> None:
+    state = write_json(tmp_path / "state.json", state_for(7))
+    assert parse_state(state.read_text())["bookmarks"]["flows"]["replication_key_value"] == 7

@@ -83,16 +83,29 @@ def test_a_body_slower_than_request_timeout_is_retried(
     assert proxy.requests[1].query == proxy.requests[0].query
 
 
-def test_repeated_rows_are_dropped_not_emitted_twice(
+def test_a_repeat_of_the_last_row_is_dropped_not_emitted_twice(
+    tmp_path: Path, flows_api_url: str, clean_run: TapRun
+) -> None:
+    proxy = FaultProxy(flows_api_url, [None, Fault.duplicate_lines(after_lines=100, count=1)])
+
+    run = run_through(proxy, tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.records == clean_run.records
+    assert "Dropped 1 repeats of the last row emitted" in run.stderr
+
+
+def test_rows_sent_again_after_later_ones_fail_the_run(
     tmp_path: Path, flows_api_url: str, clean_run: TapRun
 ) -> None:
     proxy = FaultProxy(flows_api_url, [None, Fault.duplicate_lines(after_lines=100, count=40)])
 
     run = run_through(proxy, tmp_path)
 
-    assert run.returncode == 0, run.stderr
-    assert run.records == clean_run.records
-    assert "Dropped 40 rows at or before the last one emitted" in run.stderr
+    assert run.returncode == 1
+    assert "out of (time, id) order" in run.stderr.splitlines()[-1]
+    assert "Traceback" not in run.stderr
+    assert run.final_bookmark == clean_run.records[PAGE - 1]["time"]
 
 
 def test_an_empty_answer_ends_the_run_early_but_the_next_run_catches_up(
