@@ -90,6 +90,9 @@ class StreamSpec:
     run_id: str
     versioned: bool = False
     exact_numbers: bool = False
+    # records are parsed keeping every number's own digits (`Decimal`s): the stream has
+    # NUMERIC, BIGNUMERIC or JSON columns (decided once: walking the fields is slow)
+    exact: bool = False
     seq_base: int = 0
     """Added to each record's arrival number in `_bqlite_seq` (see `LoadMethod`)."""
     flat_decoder: msgspec.json.Decoder | None = field(default=None, repr=False, compare=False)
@@ -120,14 +123,6 @@ class StreamSpec:
         """
         unchanged = self.renamer is None and self.shaper is None
         return unchanged and not (self.metadata or self.versioned)
-
-    @property
-    def exact(self) -> bool:
-        """Whether records are parsed keeping every number's own digits (`Decimal`s).
-
-        So for streams with NUMERIC, BIGNUMERIC or JSON columns.
-        """
-        return has_exact_columns(self.wanted)
 
     @property
     def raw_batches_ok(self) -> bool:
@@ -381,6 +376,7 @@ def build_spec(
         metadata=settings.add_metadata_columns,
         run_id=run_id,
         exact_numbers=settings.exact_numbers,
+        exact=has_exact_columns(mapped.fields),
         seq_base=seq_base if method.sequenced_across_runs else 0,
         flat_decoder=block_decoder(message.schema, merge_keys, sequence) if validator else None,
         steps=steps,
