@@ -94,25 +94,26 @@ def _rename_plan(names: NameTree, fields: tuple[SchemaField, ...] | list) -> Ren
 def is_exact(node: dict[str, Any], exact_numbers: bool) -> bool:
     """Whether a `number` node maps to NUMERIC/BIGNUMERIC (see the module doc)."""
     step = node.get("multipleOf")
-    hinted = isinstance(step, int | float) and not isinstance(step, bool) and 0 < step < 1
+    hinted = is_number(step) and 0 < step < 1
     return hinted or exact_numbers or node.get("format") in DECIMAL_HINTS
 
 
 def exact_type(node: dict[str, Any]) -> str:
     """NUMERIC if the node's scale and bounds fit it, else BIGNUMERIC."""
     step = node.get("multipleOf")
-    if isinstance(step, int | float) and not isinstance(step, bool) and 0 < step < 1:
+    if is_number(step) and 0 < step < 1:
         exponent = Decimal(repr(step)).normalize().as_tuple().exponent
         scale = -exponent if isinstance(exponent, int) else NUMERIC_SCALE + 1
     else:  # a decimal format or `exact_numbers`: NUMERIC unless the schema says more
         scale = node.get("scale", 0) if isinstance(node.get("scale"), int) else 0
-    bounds = [abs(node[key]) for key in ("minimum", "maximum") if _is_number(node.get(key))]
+    bounds = [abs(node[key]) for key in ("minimum", "maximum") if is_number(node.get(key))]
     if scale <= NUMERIC_SCALE and all(bound <= NUMERIC_BOUND for bound in bounds):
         return "NUMERIC"
     return "BIGNUMERIC"
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A JSON number of the schema (booleans are ints in Python, not numbers here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

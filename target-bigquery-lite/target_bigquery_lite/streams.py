@@ -38,6 +38,7 @@ from target_bigquery_lite.schema_mapping import (
     NameTree,
     Renamer,
     is_exact,
+    is_number,
     map_schema,
     renamer_for,
 )
@@ -393,7 +394,7 @@ def _exact_steps(
     steps = {}
     for name, prop in (schema.get("properties") or {}).items():
         step = prop.get("multipleOf") if isinstance(prop, dict) else None
-        usable = isinstance(step, int | float) and not isinstance(step, bool) and step > 0
+        usable = is_number(step) and step > 0
         if usable and is_exact(prop, exact_numbers) and name in mapped.names:
             steps[mapped.names[name][0].lower()] = Decimal(repr(step))
     return steps
